@@ -1,0 +1,1 @@
+"""Community organizations as Loopgate partners: policy, webhook, e-mail, API keys."""

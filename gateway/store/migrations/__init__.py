@@ -1,0 +1,1 @@
+"""Alembic migrations of Loopgate's database (applied by ``gateway.store.migrate``)."""

@@ -1,0 +1,31 @@
+"""Transactions on the engine gateway hands in: one per logical operation.
+
+SQLite write transactions must start with ``BEGIN IMMEDIATE`` (gateway's engine does that when a
+connection carries ``loopgate_write=True``), so a read-then-write never fails on a lock upgrade.
+"""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine
+
+
+def now() -> int:
+    """UTC epoch seconds, the unit of every ``*_at`` column."""
+    return int(time.time())
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: commits on success, rolls back on any exception."""
+    with engine.connect() as connection:
+        connection.execution_options(loopgate_write=True)
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection, connection.begin():
+        yield connection
