@@ -17,5 +17,7 @@ def insert_once(connection: Connection, table: Table, values: dict[str, Any]) ->
     SQLite admits one writer at a time.
     """
     insert = sqlite_insert if is_sqlite(connection) else postgresql_insert
-    result = connection.execute(insert(table).values(**values).on_conflict_do_nothing())
-    return result.rowcount == 1
+    statement = insert(table).values(**values).on_conflict_do_nothing()
+    # RETURNING, not rowcount: SQLAlchemy keeps no row count for an INSERT on PostgreSQL
+    inserted = connection.execute(statement.returning(*table.primary_key.columns)).first()
+    return inserted is not None
