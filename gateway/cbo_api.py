@@ -66,7 +66,7 @@ def cbo_app(
         body = problem_from_error(
             error,
             type_base=type_base,
-            instance=request.url.path,
+            instance=_instance(request),
             request_id=getattr(request.state, "request_id", None),
         )
         return JSONResponse(
@@ -114,6 +114,16 @@ def cbo_app(
     app.add_exception_handler(Exception, unexpected)
     app.openapi = lambda: _problem_media_types(app)  # type: ignore[method-assign]
     return app
+
+
+def _instance(request: Request) -> str:
+    """The path the problem is about; for a path that carries a secret (a stream ticket), its
+    route template, so the secret is not echoed back."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", "")
+    if "{ticket}" in template:
+        return f"{request.scope.get('root_path', '')}{template}"
+    return request.url.path
 
 
 def _message(error: Any) -> str:

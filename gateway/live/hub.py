@@ -122,14 +122,15 @@ class LiveHub:
 
     async def _purge(self) -> None:
         try:
-            events, tickets = await asyncio.to_thread(self._purge_now)
+            events, tickets = await asyncio.to_thread(self.purge_now)
         except Exception as error:  # try again next interval
             log.warning("live events: purge failed (%s)", type(error).__name__)
             return
         if events or tickets:
             log.info("live events: purged %d events and %d stream tickets", events, tickets)
 
-    def _purge_now(self) -> tuple[int, int]:
+    def purge_now(self) -> tuple[int, int]:
+        """Delete events past retention and expired tickets; (events, tickets) deleted."""
         now = now_us()
         with write_transaction(self.engine) as connection:
             events = purge_events(connection, before=now - int(self.retention_s * MICROS))
