@@ -21,7 +21,7 @@ from conformance.errors import BadRequest, Forbidden, Unauthenticated
 from gateway.fhir.write_context import now_us
 from gateway.live.hub import LiveHub
 from gateway.live.stream import StreamOptions, current_position, event_stream
-from gateway.live.tickets import TICKET_TTL_S, issue_ticket, redeem_ticket
+from gateway.live.tickets import TICKET_TTL_S, issue_ticket, looks_like_ticket, redeem_ticket
 from gateway.store.engine import write_transaction
 
 Authenticate = Callable[[Request], Awaitable[AccessContext]]
@@ -107,7 +107,7 @@ def live_router(
                 holder = redeem_ticket(connection, ticket, now=now_us())
             return None if holder is None else holder.organization
 
-        organization = await asyncio.to_thread(redeem)
+        organization = await asyncio.to_thread(redeem) if looks_like_ticket(ticket) else None
         if organization is None:
             raise Unauthenticated(
                 "This stream ticket is unknown, used or expired; ask for a new one "

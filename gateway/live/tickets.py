@@ -37,10 +37,15 @@ def issue_ticket(
     return ticket
 
 
+def looks_like_ticket(value: str) -> bool:
+    """Whether ``value`` could be a ticket at all (checked before touching the database)."""
+    return bool(_SHAPE.match(value))
+
+
 def redeem_ticket(connection: Connection, ticket: str, *, now: int) -> TicketHolder | None:
     """Use the ticket up; None when it is malformed, unknown, used or expired. The update
     decides between two processes redeeming it at once: one of them matches the row."""
-    if not _SHAPE.match(ticket):
+    if not looks_like_ticket(ticket):
         return None
     row = connection.execute(
         update(ticket_table)
