@@ -39,6 +39,7 @@ from gateway.fhir import FhirService
 from gateway.fhir.write_context import now_us
 from gateway.fhir_api.errors import register_error_handlers
 from gateway.fhir_api.routes import fhir_router
+from gateway.live import LiveHub, ReferralEventRecorder, StreamOptions, live_router
 from gateway.logs import configure_logging
 from gateway.outbox import Handler, OutboxOptions, OutboxWorker, webhook_handler
 from gateway.partners.authentication import cbo_authenticator
@@ -76,12 +77,18 @@ def create_app(
     notifier = ReferralNotifier(
         api_base=settings.api_base, after_commit=wake_outbox, sinks=email_sinks
     )
+    hub = LiveHub(
+        engine,
+        poll_interval_s=settings.events_poll_interval_s,
+        retention_s=settings.events_retention_days * 86_400,
+    )
     service = FhirService(
         engine,
         fhir_base=settings.fhir_base,
         default_page_size=settings.default_page_size,
         max_page_size=settings.max_page_size,
-        task_listeners=[notifier, record_link_use],
+        # the event recorder last: it holds its organizations' sequence rows until the commit
+        task_listeners=[notifier, record_link_use, ReferralEventRecorder(changed=hub.changed)],
     )
     cbo = CboApi(service, wake_outbox=wake_outbox)
     email_links = EmailLinks(engine, public_url=settings.public_url)
@@ -125,7 +132,9 @@ def create_app(
             outbox.start()
         if settings.outbox_worker and settings.email_enabled and settings.email_overdue_scan_s:
             reminders.start()
+        hub.start()
         yield
+        await hub.stop()
         await reminders.stop()
         await outbox.stop()
         if checkpointer is not None:
@@ -149,6 +158,7 @@ def create_app(
     app.state.cbo = cbo
     app.state.email_links = email_links
     app.state.email_reminders = reminders
+    app.state.live = hub
     register_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
 
@@ -182,12 +192,24 @@ def create_app(
     async def api_access(request: Request) -> AccessContext:
         return await smart.authenticate(request, audience=settings.api_base)
 
+    cbo_authenticate = cbo_authenticator(engine, api_access)
+    live = live_router(
+        authenticate=cbo_authenticate,
+        hub=hub,
+        engine=engine,
+        options=StreamOptions(
+            api_base=settings.api_base,
+            keepalive_s=settings.events_keepalive_s,
+            retry_ms=int(settings.events_poll_interval_s * 1000) + 1000,
+        ),
+    )
     app.mount(
         "/api/v1",
         cbo_app(
             core=cbo,
-            authenticate=cbo_authenticator(engine, api_access),
+            authenticate=cbo_authenticate,
             api_base=settings.api_base,
+            routers=[live],
         ),
     )
 

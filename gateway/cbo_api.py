@@ -3,9 +3,10 @@ problem-details errors (https://www.rfc-editor.org/rfc/rfc9457)."""
 
 import logging
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
@@ -31,12 +32,23 @@ checked by the same referral workflow the hospitals' FHIR API uses.
 
 Authenticate with `Authorization: Bearer <API key>` (keys come from `loopgate api-key create`
 or `POST /api/v1/api-keys`) or a SMART Backend Services token issued for this API's audience.
-Errors are `application/problem+json` with a stable `type` per kind of error. Every POST takes
-an `Idempotency-Key` header: retrying with the same key replays the first answer.
+Errors are `application/problem+json` with a stable `type` per kind of error. Every POST that
+changes something takes an `Idempotency-Key` header: retrying with the same key replays the first
+answer.
+
+Live updates: `GET /api/v1/events` streams your organization's referral events as Server-Sent
+Events (not in this document: an endless response; see the README), and
+`POST /api/v1/events/tickets` gives a browser's EventSource a one-time address of that stream.
 """
 
 
-def cbo_app(*, core: CboCore, authenticate: SmartAuthenticate, api_base: str) -> FastAPI:
+def cbo_app(
+    *,
+    core: CboCore,
+    authenticate: SmartAuthenticate,
+    api_base: str,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
     app = FastAPI(
         title="Loopgate community organization API",
         version=__version__,
@@ -46,13 +58,15 @@ def cbo_app(*, core: CboCore, authenticate: SmartAuthenticate, api_base: str) ->
         redoc_url=None,
     )
     app.include_router(cbo_router(core, authenticate))
+    for router in routers:
+        app.include_router(router)
     type_base = f"{api_base}/problems"
 
     def problem(request: Request, error: GatewayError) -> Response:
         body = problem_from_error(
             error,
             type_base=type_base,
-            instance=request.url.path,
+            instance=_instance(request),
             request_id=getattr(request.state, "request_id", None),
         )
         return JSONResponse(
@@ -100,6 +114,16 @@ def cbo_app(*, core: CboCore, authenticate: SmartAuthenticate, api_base: str) ->
     app.add_exception_handler(Exception, unexpected)
     app.openapi = lambda: _problem_media_types(app)  # type: ignore[method-assign]
     return app
+
+
+def _instance(request: Request) -> str:
+    """The path the problem is about; for a path that carries a secret (a stream ticket), its
+    route template, so the secret is not echoed back."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", "")
+    if "{ticket}" in template:
+        return f"{request.scope.get('root_path', '')}{template}"
+    return request.url.path
 
 
 def _message(error: Any) -> str:

@@ -64,6 +64,8 @@ def serve(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
         proxy_headers=False,
+        # open event streams would otherwise hold a graceful shutdown open for ever
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

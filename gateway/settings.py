@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     outbox_retry_base_s: float = Field(default=5.0, gt=0)
     outbox_retry_cap_s: float = Field(default=1800.0, gt=0)
     outbox_give_up_hours: float = Field(default=72.0, gt=0)
+    events_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """How often a process looks for referral events other processes committed, for the live
+    streams it serves (its own commits reach them at once)."""
+    events_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    """A live stream sends a ``: keep-alive`` comment after this long without an event."""
+    events_retention_days: float = Field(default=7.0, gt=0)
+    """How long referral events stay resumable (``Last-Event-ID``) before they are purged."""
+    shutdown_grace_s: int = Field(default=10, ge=1, le=600)
+    """At shutdown, how long open connections (live streams included) may finish before they
+    are cut; a cut stream's client reconnects, to another process, and resumes."""
     smtp_host: str = ""
     """The SMTP server for e-mail to CBO staff; empty (the default) turns e-mail off."""
     smtp_port: int | None = Field(default=None, ge=1, le=65535)

@@ -32,12 +32,14 @@ PartnerSink = Callable[[WriteContext, Partner, TaskWrite, list[str]], None]
 """Also told of a write's events for a partner (e-mail to its staff, for instance)."""
 
 
-def referral_events(write: TaskWrite) -> list[str]:
-    """The events one Task version means for its owner, in the order they happened.
+def referral_events(write: TaskWrite, *, for_owner: bool = True) -> list[str]:
+    """The events one Task version means for its owner (or, ``for_owner=False``, its
+    requester), in the order they happened.
 
     A referral is *created* for an owner when it first reaches it past ``draft`` (new, out of
     draft, or handed to another owner); afterwards a move to ``cancelled`` is *cancelled*, any
-    other change *updated*, and each note added a *message*.
+    other change *updated*, and each note added a *message*. For the requester, a hand-over to
+    another owner is an update of a referral it already has.
     """
     previous, current = write.previous, write.current
     if current.get("status") == "draft":
@@ -45,7 +47,7 @@ def referral_events(write: TaskWrite) -> list[str]:
     if (
         previous is None
         or previous.get("status") == "draft"
-        or previous.get("owner") != current.get("owner")
+        or (for_owner and previous.get("owner") != current.get("owner"))
     ):
         return [REFERRAL_CREATED]
     events: list[str] = []

@@ -23,16 +23,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -42,6 +38,7 @@ from gateway.settings import Settings
 from tests.adapters.webhook_receiver import free_port
 from tests.builders import CBO, HOSPITAL, OTHER_CBO, service_request, task
 from tests.conftest import store_signing_key
+from tests.gateway.live_server import serving
 from tests.partners import API, CBO_KEY, OTHER_CBO_KEY, key_headers, provision_partners
 from tests.tokens import mint
 
@@ -66,27 +63,6 @@ BODIES = {
     "decline": {"reason": "out-of-service-area"},
 }
 RUN_TIMEOUT_S = 600
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` on a real uvicorn server on a free loopback port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="fuzzed-loopgate", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the server stopped while starting"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def seed(base: str, app: FastAPI, engine: Engine) -> dict[str, Any]:
@@ -144,7 +120,7 @@ def test_api_v1__fuzzed_answers_are_never_5xx_and_always_as_documented(
 ) -> None:
     store_signing_key(engine, signing_key)
     app = create_app(settings.model_copy(update={"outbox_worker": False}), engine=engine)
-    with serving(app) as base:
+    with serving(app, name="fuzzed-loopgate") as base:
         seeded = seed(base, app, engine)
         started = time.monotonic()
         run = subprocess.run(

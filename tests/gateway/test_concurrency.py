@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from gateway.app import create_app
+from gateway.live.tables import event_table
 from gateway.settings import Settings
-from gateway.store.engine import make_engine
-from tests.builders import CBO, HOSPITAL, as_org, create_referral, moved
+from gateway.store.engine import make_engine, read_transaction
+from tests.builders import CBO, HOSPITAL, as_org, create_referral, moved, task
 from tests.conftest import BASE_URL
 
 WRITERS = 6
@@ -143,3 +144,26 @@ def test_conditional_create__racing_creates_make_one_resource(
     assert sorted(statuses) == [200] * (WRITERS - 1) + [201]
     found = client.get("/fhir/Patient?identifier=urn:mrn|race", headers=as_org(HOSPITAL)).json()
     assert found["total"] == 1
+
+
+def test_live_events__racing_referrals_are_numbered_one_after_another(
+    client: TestClient, writers: list[TestClient], engine: Engine
+) -> None:
+    """Each organization's event numbers stay gapless and unique when writers race: the
+    counter row hands them out in commit order (a stream resuming after one never skips)."""
+    create_referral(client)
+
+    def refer(index: int, writer: TestClient) -> int:
+        response = writer.put(
+            f"/fhir/Task/race-{index}", json=task(f"race-{index}"), headers=as_org(HOSPITAL)
+        )
+        return response.status_code
+
+    assert _race(writers, refer) == [201] * WRITERS
+    with read_transaction(engine) as connection:
+        rows = connection.execute(
+            select(event_table.c.organization, event_table.c.seq, event_table.c.referral_id)
+        ).all()
+    for organization in (CBO, HOSPITAL):
+        seqs = sorted(row.seq for row in rows if row.organization == organization)
+        assert seqs == list(range(1, WRITERS + 2))  # task-1 and the racers

@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 # imported to register their tables on SQLModel.metadata
 import gateway.email.tables
+import gateway.live.tables
 import gateway.partners.tables
 import gateway.store.tables  # noqa: F401
 import smart_auth.tables  # noqa: F401
