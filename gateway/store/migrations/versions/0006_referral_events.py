@@ -1,8 +1,8 @@
 """live updates: referral events per organization, their sequence, stream tickets
 
-Revision ID: 0006_events
+Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-23
+Create Date: 2026-11-22
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_events"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
