@@ -50,6 +50,15 @@ from gateway.referrals.events import AUTO_DECLINE_KIND, WEBHOOK_KIND, ReferralNo
 from gateway.request_log import RequestLogMiddleware
 from gateway.settings import Settings, get_settings
 from gateway.store.engine import make_engine, sqlite_checkpointer
+from gateway.subscriptions import (
+    SUBSCRIPTION_KIND,
+    Heartbeats,
+    Renderer,
+    StatusMoves,
+    SubscriptionEvents,
+    subscription_handler,
+    subscription_router,
+)
 from smart_auth import SmartAuth, SmartSettings
 
 OUTBOUND_TIMEOUT_S = 5.0
@@ -83,6 +92,13 @@ def create_app(
         max_page_size=settings.max_page_size,
         task_listeners=[notifier, record_link_use],
     )
+    service.write_listeners.append(
+        SubscriptionEvents(service, email_enabled=settings.email_enabled, after_commit=wake_outbox)
+    )
+    renderer = Renderer(service)
+    heartbeats = Heartbeats(
+        engine, interval_s=settings.subscription_heartbeat_scan_s, wake_outbox=wake_outbox
+    )
     cbo = CboApi(service, wake_outbox=wake_outbox)
     email_links = EmailLinks(engine, public_url=settings.public_url)
     reminders = OverdueReminders(
@@ -99,6 +115,14 @@ def create_app(
     handlers: dict[str, Handler] = {
         WEBHOOK_KIND: webhook_handler(http, webhook_target=webhook_target(engine)),
         AUTO_DECLINE_KIND: auto_decline_handler(cbo),
+        SUBSCRIPTION_KIND: subscription_handler(
+            engine=engine,
+            renderer=renderer,
+            statuses=StatusMoves(service),
+            http=http,
+            smtp=smtp_config(settings) if settings.email_enabled else None,
+            sender=settings.smtp_from,
+        ),
     }
     if settings.email_enabled:
         handlers[EMAIL_KIND] = email_handler(
@@ -125,7 +149,10 @@ def create_app(
             outbox.start()
         if settings.outbox_worker and settings.email_enabled and settings.email_overdue_scan_s:
             reminders.start()
+        if settings.outbox_worker and settings.subscription_heartbeat_scan_s:
+            heartbeats.start()
         yield
+        await heartbeats.stop()
         await reminders.stop()
         await outbox.stop()
         if checkpointer is not None:
@@ -149,6 +176,7 @@ def create_app(
     app.state.cbo = cbo
     app.state.email_links = email_links
     app.state.email_reminders = reminders
+    app.state.heartbeats = heartbeats
     register_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
 
@@ -167,6 +195,12 @@ def create_app(
 
     # SMART first: /fhir/.well-known/smart-configuration would match /fhir/{type}/{id}
     app.include_router(smart.router)
+    # before the FHIR routes: /fhir/Subscription/$status would match /fhir/{type}/{id}
+    app.include_router(
+        subscription_router(
+            service, renderer, access=access, max_body_bytes=settings.max_body_bytes
+        )
+    )
     app.include_router(
         fhir_router(
             service, capability=capability, access=access, max_body_bytes=settings.max_body_bytes

@@ -9,9 +9,6 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 
 # imported to register their tables on SQLModel.metadata
-import gateway.email.tables
-import gateway.partners.tables
-import gateway.store.tables  # noqa: F401
 import smart_auth.tables  # noqa: F401
 
 MIGRATION_LOCK_KEY = 7_302_145_001
