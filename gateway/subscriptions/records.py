@@ -10,7 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    and_,
+    cast,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from conformance.access import AccessContext, Grant
 from conformance.subscriptions import TOPICS, SubscriptionSpec, Topic
@@ -175,7 +185,7 @@ def next_event_number(connection: Connection, subscription_id: str, *, now: int)
         .where(S.id == subscription_id)
         .values(
             events_since_start=S.events_since_start + 1,
-            next_heartbeat_at=now + S.heartbeat_s * MICROS,
+            next_heartbeat_at=_one_period_after(now),
         )
         .returning(S.events_since_start)
     ).scalar_one()
@@ -229,7 +239,7 @@ def move_status(
     """Set ``status`` if the subscription is in one of ``from_statuses``; True if it moved."""
     values: dict[str, object] = {"status": status, "last_error": _short(error)}
     if status == "active":
-        values["next_heartbeat_at"] = now + S.heartbeat_s * MICROS
+        values["next_heartbeat_at"] = _one_period_after(now)
     moved = connection.execute(
         update(subscription_table)
         .where(and_(S.id == subscription_id, S.status.in_(list(from_statuses))))
@@ -250,7 +260,7 @@ def due_heartbeats(connection: Connection, *, now: int) -> list[tuple[str, int]]
             S.channel == "rest-hook",
             S.next_heartbeat_at <= now,
         )
-        .values(next_heartbeat_at=now + S.heartbeat_s * MICROS)
+        .values(next_heartbeat_at=_one_period_after(now))
         .returning(S.id, S.events_since_start)
     )
     return [(row.id, int(row.events_since_start)) for row in rows]
@@ -268,6 +278,12 @@ def any_heartbeat_due(connection: Connection, *, now: int) -> bool:
         .limit(1)
     )
     return connection.execute(query).first() is not None
+
+
+def _one_period_after(now: int) -> ColumnElement[int]:
+    """``now`` plus the row's heartbeat period, in 64-bit arithmetic (PostgreSQL would
+    otherwise compute in the 32-bit type of ``heartbeat_s`` and overflow)."""
+    return literal(now, BigInteger) + cast(S.heartbeat_s, BigInteger) * MICROS
 
 
 def _record(row: object) -> SubscriptionRecord:
