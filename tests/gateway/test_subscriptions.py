@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.fhir.write_context import now_us
 from gateway.settings import Settings
 from tests import builders
+from tests.adapters.smtp_server import running_mail_server
 from tests.adapters.webhook_receiver import WebhookReceiver, running_receiver
 from tests.builders import CBO, HOSPITAL, OTHER_CBO, as_org, service_request, task
 from tests.conftest import BASE_URL, FHIR_BASE, store_signing_key
@@ -471,3 +472,59 @@ def test_a_client_turns_a_subscription_off_and_on_again(client: TestClient) -> N
             headers=as_org(HOSPITAL),
         )
         assert refused.status_code == 422
+
+
+def test_the_email_channel_sends_a_note_without_client_details(
+    settings: Settings, engine: Engine, signing_key: dict[str, Any]
+) -> None:
+    with running_mail_server() as mail:
+        emailing = Settings.model_validate(
+            {
+                **settings.model_dump(),
+                "smtp_host": "127.0.0.1",
+                "smtp_port": mail.port,
+                "smtp_security": "none",
+                "smtp_from": "Loopgate <referrals@loopgate.example.org>",
+                "outbox_poll_interval_s": 0.05,
+                "email_overdue_scan_s": 0,
+                "subscription_heartbeat_scan_s": 0,
+            }
+        )
+        store_signing_key(engine, signing_key)
+        with TestClient(create_app(emailing, engine=engine), base_url=BASE_URL) as client:
+            builders.TOKENS[HOSPITAL] = mint(engine, organization=HOSPITAL)
+            builders.TOKENS[CBO] = mint(engine, organization=CBO)
+            provision_partners(client)
+            resource = subscription("mailto:care-team@mercy.example.org")
+            resource["channel"]["type"] = "email"
+            full = client.post(
+                "/fhir/Subscription",
+                json={
+                    **resource,
+                    "channel": {
+                        **resource["channel"],
+                        "_payload": {
+                            "extension": [
+                                {
+                                    "url": f"{BACKPORT}backport-payload-content",
+                                    "valueCode": "full-resource",
+                                }
+                            ]
+                        },
+                    },
+                },
+                headers=as_org(HOSPITAL),
+            )
+            assert full.status_code == 422  # e-mail never carries resource content
+            sub_id = subscribe(client, resource)
+            wait_for(lambda: subscription_status(client, sub_id) == "active")
+            refer(client)
+            wait_for(lambda: len(mail.received()) == 2)
+        builders.TOKENS.clear()
+    handshake, event = mail.received()
+    assert handshake["To"] == "care-team@mercy.example.org"
+    assert "event 1" in event["Subject"]
+    text = event.get_content()
+    assert f"{FHIR_BASE}/Subscription/{sub_id}/$events?eventsSinceNumber=1" in text
+    for detail in ("Rivera", "Denise", "pat-1001", "task-1"):
+        assert detail not in text
