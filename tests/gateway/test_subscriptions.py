@@ -4,16 +4,19 @@ notification per CBO action, misses nothing while it is down, and can replay wit
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from conformance.access import AccessContext
 from gateway.app import create_app
 from gateway.fhir.write_context import now_us
 from gateway.settings import Settings
+from gateway.subscriptions.tables import subscription_event_table
 from tests import builders
 from tests.adapters.smtp_server import running_mail_server
 from tests.adapters.webhook_receiver import WebhookReceiver, running_receiver
@@ -528,3 +531,27 @@ def test_the_email_channel_sends_a_note_without_client_details(
     assert f"{FHIR_BASE}/Subscription/{sub_id}/$events?eventsSinceNumber=1" in text
     for detail in ("Rivera", "Denise", "pat-1001", "task-1"):
         assert detail not in text
+
+
+def test_concurrent_writers_draw_event_numbers_without_gaps_or_repeats(
+    client: TestClient, engine: Engine
+) -> None:
+    sub_id = subscribe(client, subscription(loopback()))
+    refer(client, "task-0")
+    app: Any = client.app
+    hospital = AccessContext(organization=HOSPITAL, client_id="test-client")
+
+    def create(n: int) -> None:
+        body = task(f"task-c{n}", requester={"reference": HOSPITAL})
+        app.state.fhir.update(hospital, "Task", f"task-c{n}", body)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, range(40)))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                subscription_event_table.c.event_number, subscription_event_table.c.focus_id
+            ).where(subscription_event_table.c.subscription_id == sub_id)
+        ).all()
+    assert sorted(row.event_number for row in rows) == list(range(1, 42))
+    assert len({row.focus_id for row in rows}) == 41
