@@ -11,6 +11,22 @@ from typing import Any
 from conformance.resource_types import RESOURCE_TYPES, ResourceTypeSpec
 from conformance.resources import FHIR_VERSION
 from conformance.search_parameters import COMMON, SEARCH_PARAMETERS, SearchParameter
+from conformance.subscriptions.topics import TOPICS
+
+_BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/"
+_TOPIC_CANONICAL = f"{_BACKPORT}StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+_OPERATIONS: dict[str, list[dict[str, str]]] = {
+    "Subscription": [
+        {
+            "name": "status",
+            "definition": f"{_BACKPORT}OperationDefinition/backport-subscription-status",
+        },
+        {
+            "name": "events",
+            "definition": f"{_BACKPORT}OperationDefinition/backport-subscription-events",
+        },
+    ]
+}
 
 _WIRE_TYPES = {"id": "token", "last-updated": "date"}
 
@@ -52,6 +68,10 @@ def capability_statement(
 def _resource(spec: ResourceTypeSpec) -> dict[str, Any]:
     params = (*COMMON, *SEARCH_PARAMETERS.get(spec.name, ()))
     entry: dict[str, Any] = {"type": spec.name}
+    if spec.name == "Subscription":  # topic discovery, Backport IG "Topics"
+        entry["extension"] = [
+            {"url": _TOPIC_CANONICAL, "valueCanonical": canonical} for canonical in TOPICS
+        ]
     if spec.profiles:
         entry["supportedProfile"] = list(spec.profiles)
     entry["interaction"] = [{"code": code} for code in spec.interactions]
@@ -74,6 +94,8 @@ def _resource(spec: ResourceTypeSpec) -> dict[str, Any]:
     if revincludes:
         entry["searchRevInclude"] = revincludes
     entry["searchParam"] = [_search_param(p) for p in params]
+    if spec.name in _OPERATIONS:
+        entry["operation"] = _OPERATIONS[spec.name]
     return entry
 
 

@@ -15,6 +15,9 @@ TASK_FOR_PATIENT = f"{SDOHCC}SDOHCC-TaskForPatient"
 SDOHCC_SERVICE_REQUEST = f"{SDOHCC}SDOHCC-ServiceRequest"
 SDOHCC_PROCEDURE = f"{SDOHCC}SDOHCC-Procedure"
 SDOHCC_CONSENT = f"{SDOHCC}SDOHCC-Consent"
+BACKPORT_SUBSCRIPTION = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"
+)
 
 READ_INTERACTIONS = ("read", "vread", "search-type", "history-instance", "history-type")
 WRITE_INTERACTIONS = ("create", "update", "delete")
@@ -48,6 +51,7 @@ RESOURCE_TYPES: dict[str, ResourceTypeSpec] = {
         ResourceTypeSpec("ServiceRequest", enforced_profiles=(SDOHCC_SERVICE_REQUEST,)),
         ResourceTypeSpec("Procedure", enforced_profiles=(SDOHCC_PROCEDURE,)),
         ResourceTypeSpec("Consent", enforced_profiles=(SDOHCC_CONSENT,)),
+        ResourceTypeSpec("Subscription", enforced_profiles=(BACKPORT_SUBSCRIPTION,)),
         ResourceTypeSpec("Patient", supported_profiles=(f"{US_CORE}us-core-patient",)),
         ResourceTypeSpec("RelatedPerson"),
         ResourceTypeSpec("Practitioner", supported_profiles=(f"{US_CORE}us-core-practitioner",)),
@@ -134,8 +138,6 @@ NOT_STORED = frozenset(
         "Parameters",
         "OperationOutcome",
         "Binary",
-        # notifications are their own feature, not plain storage
-        "Subscription",
         # R4 types R4B removed or reshaped, which the R4B models cannot check as R4
         "EffectEvidenceSynthesis",
         "RiskEvidenceSynthesis",

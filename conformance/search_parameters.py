@@ -302,6 +302,12 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParameter, ...]] = {
         _p("recorded", "date", "recorded", owner="Provenance"),
         _p("patient", "reference", "target", targets=("Patient",), owner="Provenance"),
     ),
+    "Subscription": (
+        _p("status", "token", "status", owner="Subscription"),
+        _p("criteria", "string", "criteria", owner="Subscription"),
+        _p("type", "token", "channel.type", owner="Subscription"),
+        _p("url", "uri", "channel.endpoint", owner="Subscription"),
+    ),
     "AuditEvent": (
         _p("date", "date", "recorded", owner="AuditEvent"),
         _p("type", "token", "type", owner="AuditEvent"),

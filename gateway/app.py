@@ -51,6 +51,15 @@ from gateway.referrals.events import AUTO_DECLINE_KIND, WEBHOOK_KIND, ReferralNo
 from gateway.request_log import RequestLogMiddleware
 from gateway.settings import Settings, get_settings
 from gateway.store.engine import make_engine, sqlite_checkpointer
+from gateway.subscriptions import (
+    SUBSCRIPTION_KIND,
+    Heartbeats,
+    Renderer,
+    StatusMoves,
+    SubscriptionEvents,
+    subscription_handler,
+    subscription_router,
+)
 from smart_auth import SmartAuth, SmartSettings
 
 OUTBOUND_TIMEOUT_S = 5.0
@@ -90,6 +99,13 @@ def create_app(
         # the event recorder last: it holds its organizations' sequence rows until the commit
         task_listeners=[notifier, record_link_use, ReferralEventRecorder(changed=hub.changed)],
     )
+    service.write_listeners.append(
+        SubscriptionEvents(service, email_enabled=settings.email_enabled, after_commit=wake_outbox)
+    )
+    renderer = Renderer(service)
+    heartbeats = Heartbeats(
+        engine, interval_s=settings.subscription_heartbeat_scan_s, wake_outbox=wake_outbox
+    )
     cbo = CboApi(service, wake_outbox=wake_outbox)
     email_links = EmailLinks(engine, public_url=settings.public_url)
     reminders = OverdueReminders(
@@ -106,6 +122,14 @@ def create_app(
     handlers: dict[str, Handler] = {
         WEBHOOK_KIND: webhook_handler(http, webhook_target=webhook_target(engine)),
         AUTO_DECLINE_KIND: auto_decline_handler(cbo),
+        SUBSCRIPTION_KIND: subscription_handler(
+            engine=engine,
+            renderer=renderer,
+            statuses=StatusMoves(service),
+            http=http,
+            smtp=smtp_config(settings) if settings.email_enabled else None,
+            sender=settings.smtp_from,
+        ),
     }
     if settings.email_enabled:
         handlers[EMAIL_KIND] = email_handler(
@@ -132,9 +156,12 @@ def create_app(
             outbox.start()
         if settings.outbox_worker and settings.email_enabled and settings.email_overdue_scan_s:
             reminders.start()
+        if settings.outbox_worker and settings.subscription_heartbeat_scan_s:
+            heartbeats.start()
         hub.start()
         yield
         await hub.stop()
+        await heartbeats.stop()
         await reminders.stop()
         await outbox.stop()
         if checkpointer is not None:
@@ -159,6 +186,7 @@ def create_app(
     app.state.email_links = email_links
     app.state.email_reminders = reminders
     app.state.live = hub
+    app.state.heartbeats = heartbeats
     register_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
 
@@ -177,6 +205,12 @@ def create_app(
 
     # SMART first: /fhir/.well-known/smart-configuration would match /fhir/{type}/{id}
     app.include_router(smart.router)
+    # before the FHIR routes: /fhir/Subscription/$status would match /fhir/{type}/{id}
+    app.include_router(
+        subscription_router(
+            service, renderer, access=access, max_body_bytes=settings.max_body_bytes
+        )
+    )
     app.include_router(
         fhir_router(
             service, capability=capability, access=access, max_body_bytes=settings.max_body_bytes

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     email_time_zone: str = "UTC"
     """The IANA time zone e-mails and link pages show times in, e.g. America/Chicago."""
 
+    subscription_heartbeat_scan_s: float = Field(default=5.0, ge=0)
+    """How often this process looks for subscription heartbeats that are due (0: never)."""
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -13,12 +13,14 @@ from conformance.profiles.consent import consent_issues
 from conformance.profiles.procedure import procedure_issues
 from conformance.profiles.service_request import service_request_issues
 from conformance.profiles.task import task_issues
+from conformance.subscriptions.subscription import subscription_issues
 
 _CHECKS: dict[str, Callable[[dict[str, Any]], list[Issue]]] = {
     "Task": task_issues,
     "ServiceRequest": service_request_issues,
     "Procedure": procedure_issues,
     "Consent": consent_issues,
+    "Subscription": subscription_issues,
 }
 
 

@@ -50,6 +50,11 @@ TaskListener = Callable[[WriteContext, Sequence[TaskWrite]], None]
 """Told of every Task version a write stored, inside its transaction, after its checks: what
 it writes (outbox messages) commits or rolls back with the Task."""
 
+WriteListener = Callable[[WriteContext, Sequence[StoredVersion]], None]
+"""Told of every version a write stored (any type, deletes included), inside its transaction,
+after the task listeners: what it writes commits or rolls back with them, and raising a
+``GatewayError`` refuses the whole write."""
+
 _WRITE_ATTEMPTS = 3
 _HISTORY_IGNORED = ("Provenance", "AuditEvent")
 
@@ -90,9 +95,11 @@ class FhirService:
         default_page_size: int = 50,
         max_page_size: int = 1000,
         task_listeners: Sequence[TaskListener] = (),
+        write_listeners: Sequence[WriteListener] = (),
     ) -> None:
         self.engine = engine
         self.task_listeners = list(task_listeners)
+        self.write_listeners = list(write_listeners)
         self.fhir_base = fhir_base
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
@@ -318,6 +325,9 @@ class FhirService:
             if ctx.task_writes:
                 for listener in self.task_listeners:
                     listener(ctx, ctx.task_writes)
+            if ctx.written:
+                for write_listener in self.write_listeners:
+                    write_listener(ctx, list(ctx.written))
             ctx.flush()
         for callback in ctx.after_commit:
             callback()

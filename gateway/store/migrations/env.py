@@ -12,7 +12,8 @@ from sqlmodel import SQLModel
 import gateway.email.tables
 import gateway.live.tables
 import gateway.partners.tables
-import gateway.store.tables  # noqa: F401
+import gateway.store.tables
+import gateway.subscriptions.tables  # noqa: F401
 import smart_auth.tables  # noqa: F401
 
 MIGRATION_LOCK_KEY = 7_302_145_001

@@ -1,0 +1,212 @@
+"""The ``FhirService`` write listener of subscriptions, in the writer's own transaction.
+
+A Subscription write keeps its ``subscription`` row in step (and queues the handshake of a new
+or re-requested one); a Task or ServiceRequest write that is an event of a topic, passes a
+subscription's filters and is readable with the subscriber's recorded access becomes a
+numbered event, logged for ``$events`` and queued on the outbox, ordered per subscription.
+Everything commits with the write or not at all, so no event is lost and none is invented.
+"""
+
+from collections.abc import Callable, Sequence
+
+import orjson
+
+from conformance.access import AccessContext
+from conformance.errors import GatewayError, Issue, ProfileViolation
+from conformance.search_request import Criterion
+from conformance.subscriptions import (
+    EMAIL,
+    TOPIC_TYPES,
+    SubscriptionSpec,
+    filter_criteria,
+    raises_event,
+    read_subscription,
+)
+from gateway.fhir.service import FhirService
+from gateway.fhir.write_context import WriteContext
+from gateway.outbox import enqueue
+from gateway.store import resource_rows
+from gateway.store.resource_rows import StoredVersion
+from gateway.subscriptions import records
+from gateway.subscriptions.records import EventRecord, SubscriptionRecord
+
+SUBSCRIPTION_KIND = "subscription"
+SERVER_CLIENT = "loopgate:subscriptions"
+SERVER = AccessContext(organization=None, client_id=SERVER_CLIENT)
+"""Loopgate itself, when it moves a subscription's status (active, error, off)."""
+CLIENT_STATUSES = ("requested", "off")
+"""The statuses a client may ask for; active and error are the server's to set."""
+
+
+def enqueue_notification(
+    ctx: WriteContext, subscription_id: str, payload: dict[str, object]
+) -> None:
+    enqueue(
+        ctx.connection,
+        kind=SUBSCRIPTION_KIND,
+        destination=subscription_id,
+        ordering_key=subscription_id,
+        payload=payload,
+    )
+
+
+class SubscriptionEvents:
+    def __init__(
+        self,
+        service: FhirService,
+        *,
+        email_enabled: bool,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.email_enabled = email_enabled
+        self.after_commit = after_commit
+        self._criteria: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Criterion, ...]] = {}
+
+    def __call__(self, ctx: WriteContext, written: Sequence[StoredVersion]) -> None:
+        queued = False
+        for stored in written:
+            if stored.resource_type == "Subscription":
+                queued |= self._subscription_written(ctx, stored)
+            elif stored.resource_type in TOPIC_TYPES:
+                queued |= self._resource_written(ctx, stored)
+        if queued and self.after_commit is not None:
+            ctx.after_commit.append(self.after_commit)
+
+    # -- Subscriptions -----------------------------------------------------------------------
+
+    def _subscription_written(self, ctx: WriteContext, stored: StoredVersion) -> bool:
+        if ctx.actor is SERVER:
+            return False  # our own status move: the row is already where it should be
+        existing = records.get_subscription(ctx.connection, stored.id)
+        if stored.deleted or stored.body is None:
+            if existing is not None:
+                records.move_status(
+                    ctx.connection,
+                    stored.id,
+                    "off",
+                    from_statuses=("requested", "active", "error"),
+                    now=ctx.now,
+                )
+            return False
+        spec = read_subscription(orjson.loads(stored.body))
+        self._check_channel(spec)
+        if existing is None:
+            if spec.status != "requested":
+                raise _status_refused("A new Subscription must have status requested")
+            records.insert_subscription(
+                ctx.connection, stored.id, spec, actor=ctx.actor, status="requested", now=ctx.now
+            )
+            return self._handshake(ctx, stored.id, 0)
+        if spec.status != existing.status and spec.status not in CLIENT_STATUSES:
+            raise _status_refused(
+                "A client sets status requested (to start again) or off; Loopgate sets "
+                "active and error"
+            )
+        records.update_subscription(
+            ctx.connection, stored.id, spec, actor=ctx.actor, status=spec.status
+        )
+        if spec.status == "requested":
+            return self._handshake(ctx, stored.id, existing.events_since_start)
+        return False
+
+    def _check_channel(self, spec: SubscriptionSpec) -> None:
+        if spec.channel == EMAIL and not self.email_enabled:
+            raise ProfileViolation(
+                "The email channel needs an SMTP server, which this Loopgate has not configured",
+                issues=(
+                    Issue(
+                        "The email channel needs an SMTP server, which this Loopgate has not "
+                        "configured",
+                        ("Subscription.channel.type",),
+                        "not-supported",
+                    ),
+                ),
+            )
+
+    def _handshake(self, ctx: WriteContext, subscription_id: str, events: int) -> bool:
+        enqueue_notification(
+            ctx, subscription_id, {"type": "handshake", "events_since_start": events}
+        )
+        return True
+
+    # -- Task and ServiceRequest writes ------------------------------------------------------
+
+    def _resource_written(self, ctx: WriteContext, stored: StoredVersion) -> bool:
+        subscriptions = records.live_subscriptions(ctx.connection, stored.resource_type)
+        if not subscriptions:
+            return False
+        method, body = self._event_of(ctx, stored)
+        if body is None:
+            return False
+        queued = False
+        for subscription in subscriptions:
+            criteria = self._criteria_of(subscription)
+            if not raises_event(
+                subscription.topic,
+                criteria,
+                body,
+                method=method,
+                local_base=self.service.fhir_base,
+            ) or not self._readable(ctx, subscription.access, stored):
+                continue
+            number = records.next_event_number(ctx.connection, subscription.id, now=ctx.now)
+            records.record_event(
+                ctx.connection,
+                subscription.id,
+                EventRecord(
+                    number,
+                    ctx.now,
+                    stored.resource_type,
+                    stored.id,
+                    stored.version_id,
+                    stored.method,
+                ),
+            )
+            enqueue_notification(
+                ctx, subscription.id, {"type": "event-notification", "event": number}
+            )
+            queued = True
+        return queued
+
+    def _event_of(
+        self, ctx: WriteContext, stored: StoredVersion
+    ) -> tuple[str, dict[str, object] | None]:
+        """The topic method (create | update | delete) and the body its criteria apply to:
+        for a delete, the version it removed."""
+        if stored.deleted or stored.body is None:
+            previous = resource_rows.version(
+                ctx.connection, stored.resource_type, stored.id, stored.version_id - 1
+            )
+            body = orjson.loads(previous.body) if previous and previous.body else None
+            return "delete", body
+        return ("create" if stored.version_id == 1 else "update"), orjson.loads(stored.body)
+
+    def _criteria_of(self, subscription: SubscriptionRecord) -> tuple[Criterion, ...]:
+        key = (subscription.topic.canonical, subscription.filters)
+        criteria = self._criteria.get(key)
+        if criteria is None:
+            criteria = filter_criteria(
+                subscription.topic, subscription.filters, local_base=self.service.fhir_base
+            )
+            if len(self._criteria) > 10_000:
+                self._criteria.clear()
+            self._criteria[key] = criteria
+        return criteria
+
+    def _readable(self, ctx: WriteContext, actor: AccessContext, stored: StoredVersion) -> bool:
+        """The subscriber may read the focus, as GET [type]/[id] decides. A delete is
+        readable by no one but an unrestricted subscriber (the version is gone)."""
+        if stored.deleted:
+            return actor.grants is None and actor.organization is None
+        try:
+            self.service.read_in(ctx.connection, actor, stored.resource_type, stored.id)
+        except GatewayError:
+            return False
+        return True
+
+
+def _status_refused(detail: str) -> ProfileViolation:
+    return ProfileViolation(
+        detail, issues=(Issue(detail, ("Subscription.status",), "business-rule"),)
+    )

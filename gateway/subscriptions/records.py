@@ -1,0 +1,310 @@
+"""Reading and writing the ``subscription`` and ``subscription_event`` rows.
+
+Event numbers come from one atomic ``UPDATE … SET events_since_start = events_since_start + 1
+… RETURNING`` in the writer's own transaction: the row stays locked until that transaction
+ends (PostgreSQL) or the whole database is (SQLite), so two writers never draw the same number,
+numbers follow commit order, and a rolled-back write leaves no gap.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    and_,
+    cast,
+    insert,
+    literal,
+    select,
+    update,
+)
+
+from conformance.access import AccessContext, Grant
+from conformance.subscriptions import TOPICS, SubscriptionSpec, Topic
+from gateway.outbox.messages import REASON_LENGTH
+from gateway.subscriptions.tables import subscription_event_table, subscription_table
+
+S, E = subscription_table.c, subscription_event_table.c
+MICROS = 1_000_000
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    id: str
+    owner: str | None
+    access: AccessContext
+    topic: Topic
+    filters: tuple[tuple[str, str], ...]
+    channel: str
+    endpoint: str
+    headers: tuple[tuple[str, str], ...]
+    content: str
+    heartbeat_s: int
+    timeout_s: int | None
+    status: str
+    events_since_start: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    number: int
+    occurred_at: int
+    focus_type: str
+    focus_id: str
+    focus_version: int
+    method: str
+
+    @property
+    def focus(self) -> str:
+        return f"{self.focus_type}/{self.focus_id}"
+
+
+def access_json(actor: AccessContext) -> str:
+    grants = None
+    if actor.grants is not None:
+        grants = [
+            {
+                "level": g.level,
+                "resource_type": g.resource_type,
+                "letters": sorted(g.letters),
+                "constraints": [list(c) for c in g.constraints],
+            }
+            for g in actor.grants
+        ]
+    return orjson.dumps(
+        {
+            "organization": actor.organization,
+            "user": actor.user,
+            "client_id": actor.client_id,
+            "grants": grants,
+            "patient": actor.patient,
+            "roles": sorted(actor.roles),
+        }
+    ).decode()
+
+
+def access_from_json(text: str) -> AccessContext:
+    data = orjson.loads(text)
+    grants = None
+    if data["grants"] is not None:
+        grants = tuple(
+            Grant(
+                level=g["level"],
+                resource_type=g["resource_type"],
+                letters=frozenset(g["letters"]),
+                constraints=tuple((str(k), str(v)) for k, v in g["constraints"]),
+            )
+            for g in data["grants"]
+        )
+    return AccessContext(
+        organization=data["organization"],
+        user=data["user"],
+        client_id=data["client_id"],
+        grants=grants,
+        patient=data["patient"],
+        roles=frozenset(data["roles"]),
+    )
+
+
+def _config(spec: SubscriptionSpec) -> dict[str, object]:
+    return {
+        "topic": spec.topic.canonical,
+        "resource_type": spec.topic.resource_type,
+        "filters": orjson.dumps(spec.filters).decode(),
+        "channel": spec.channel,
+        "endpoint": spec.endpoint,
+        "headers": orjson.dumps(spec.headers).decode(),
+        "content": spec.content,
+        "heartbeat_s": spec.heartbeat_s,
+        "timeout_s": spec.timeout_s,
+    }
+
+
+def insert_subscription(
+    connection: Connection,
+    subscription_id: str,
+    spec: SubscriptionSpec,
+    *,
+    actor: AccessContext,
+    status: str,
+    now: int,
+) -> None:
+    connection.execute(
+        insert(subscription_table).values(
+            id=subscription_id,
+            owner=actor.organization,
+            access=access_json(actor),
+            status=status,
+            events_since_start=0,
+            created_at=now,
+            **_config(spec),
+        )
+    )
+
+
+def update_subscription(
+    connection: Connection,
+    subscription_id: str,
+    spec: SubscriptionSpec,
+    *,
+    actor: AccessContext,
+    status: str,
+) -> None:
+    """A client's new version: its configuration, status and (its token's) access."""
+    connection.execute(
+        update(subscription_table)
+        .where(S.id == subscription_id)
+        .values(access=access_json(actor), status=status, last_error=None, **_config(spec))
+    )
+
+
+def get_subscription(connection: Connection, subscription_id: str) -> SubscriptionRecord | None:
+    row = connection.execute(select(subscription_table).where(S.id == subscription_id)).first()
+    return _record(row) if row is not None else None
+
+
+def live_subscriptions(connection: Connection, resource_type: str) -> list[SubscriptionRecord]:
+    """Every subscription not ``off`` on topics about ``resource_type``: events are recorded
+    (and queued) while one is ``requested`` or in ``error``, and delivered once it answers."""
+    rows = connection.execute(
+        select(subscription_table).where(
+            S.resource_type == resource_type, S.status.in_(("requested", "active", "error"))
+        )
+    )
+    return [_record(row) for row in rows]
+
+
+def next_event_number(connection: Connection, subscription_id: str, *, now: int) -> int:
+    """Count one more event; returns its number. Postpones the next heartbeat too."""
+    number = connection.execute(
+        update(subscription_table)
+        .where(S.id == subscription_id)
+        .values(
+            events_since_start=S.events_since_start + 1,
+            next_heartbeat_at=_one_period_after(now),
+        )
+        .returning(S.events_since_start)
+    ).scalar_one()
+    return int(number)
+
+
+def record_event(connection: Connection, subscription_id: str, event: EventRecord) -> None:
+    connection.execute(
+        insert(subscription_event_table).values(
+            subscription_id=subscription_id,
+            event_number=event.number,
+            occurred_at=event.occurred_at,
+            focus_type=event.focus_type,
+            focus_id=event.focus_id,
+            focus_version=event.focus_version,
+            method=event.method,
+        )
+    )
+
+
+def events_between(
+    connection: Connection, subscription_id: str, first: int, last: int
+) -> list[EventRecord]:
+    rows = connection.execute(
+        select(subscription_event_table)
+        .where(E.subscription_id == subscription_id, E.event_number.between(first, last))
+        .order_by(E.event_number)
+    )
+    return [
+        EventRecord(
+            row.event_number,
+            row.occurred_at,
+            row.focus_type,
+            row.focus_id,
+            row.focus_version,
+            row.method,
+        )
+        for row in rows
+    ]
+
+
+def move_status(
+    connection: Connection,
+    subscription_id: str,
+    status: str,
+    *,
+    from_statuses: Sequence[str],
+    error: str | None = None,
+    now: int,
+) -> bool:
+    """Set ``status`` if the subscription is in one of ``from_statuses``; True if it moved."""
+    values: dict[str, object] = {"status": status, "last_error": _short(error)}
+    if status == "active":
+        values["next_heartbeat_at"] = _one_period_after(now)
+    moved = connection.execute(
+        update(subscription_table)
+        .where(and_(S.id == subscription_id, S.status.in_(list(from_statuses))))
+        .values(**values)
+    ).rowcount
+    return bool(moved)
+
+
+def due_heartbeats(connection: Connection, *, now: int) -> list[tuple[str, int]]:
+    """Claim the heartbeats due now (active rest-hook subscriptions with a period, silent for
+    that long): reschedule each and return (id, events so far). A row another process claimed
+    first no longer matches, so each heartbeat is claimed once."""
+    rows = connection.execute(
+        update(subscription_table)
+        .where(
+            S.status == "active",
+            S.heartbeat_s > 0,
+            S.channel == "rest-hook",
+            S.next_heartbeat_at <= now,
+        )
+        .values(next_heartbeat_at=_one_period_after(now))
+        .returning(S.id, S.events_since_start)
+    )
+    return [(row.id, int(row.events_since_start)) for row in rows]
+
+
+def any_heartbeat_due(connection: Connection, *, now: int) -> bool:
+    query = (
+        select(S.id)
+        .where(
+            S.status == "active",
+            S.heartbeat_s > 0,
+            S.channel == "rest-hook",
+            S.next_heartbeat_at <= now,
+        )
+        .limit(1)
+    )
+    return connection.execute(query).first() is not None
+
+
+def _one_period_after(now: int) -> ColumnElement[int]:
+    """``now`` plus the row's heartbeat period, in 64-bit arithmetic (PostgreSQL would
+    otherwise compute in the 32-bit type of ``heartbeat_s`` and overflow)."""
+    return literal(now, BigInteger) + cast(S.heartbeat_s, BigInteger) * MICROS
+
+
+def _record(row: object) -> SubscriptionRecord:
+    r = row._mapping  # type: ignore[attr-defined]
+    return SubscriptionRecord(
+        id=r["id"],
+        owner=r["owner"],
+        access=access_from_json(r["access"]),
+        topic=TOPICS[r["topic"]],
+        filters=tuple((str(k), str(v)) for k, v in orjson.loads(r["filters"])),
+        channel=r["channel"],
+        endpoint=r["endpoint"],
+        headers=tuple((str(k), str(v)) for k, v in orjson.loads(r["headers"])),
+        content=r["content"],
+        heartbeat_s=int(r["heartbeat_s"]),
+        timeout_s=r["timeout_s"],
+        status=r["status"],
+        events_since_start=int(r["events_since_start"]),
+        last_error=r["last_error"],
+    )
+
+
+def _short(reason: str | None) -> str | None:
+    return " ".join(reason.split())[:REASON_LENGTH] if reason else None

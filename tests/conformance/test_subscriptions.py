@@ -1,0 +1,120 @@
+"""The pure side of Subscriptions: reading a backport Subscription, matching writes against a
+topic and its filters, and the shape of notification Bundles."""
+
+from typing import Any
+
+import pytest
+
+from conformance.errors import ProfileViolation
+from conformance.subscriptions import (
+    TOPICS,
+    NotificationEvent,
+    SubscriptionState,
+    filter_criteria,
+    notification_bundle,
+    raises_event,
+    read_subscription,
+    status_parameters,
+)
+
+BASE = "https://loopgate.example.org/fhir"
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+TASK_TOPIC = TOPICS["http://hl7.org/fhir/us/sdoh-clinicalcare/SubscriptionTopic/Task"]
+SR_TOPIC = TOPICS["http://hl7.org/fhir/us/sdoh-clinicalcare/SubscriptionTopic/Servicerequest"]
+
+
+def backport(*filters: str, **channel: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "criteria": TASK_TOPIC.canonical,
+        "_criteria": {
+            "extension": [
+                {"url": f"{BACKPORT}backport-filter-criteria", "valueString": f} for f in filters
+            ]
+        },
+        "channel": {"type": "rest-hook", "endpoint": "https://ehr.example.org/hook", **channel},
+    }
+
+
+def task(**changes: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Task",
+        "id": "t1",
+        "status": "accepted",
+        "intent": "order",
+        "requester": {"reference": "Organization/mercy"},
+        "owner": {"reference": "Organization/food-bank"},
+        **changes,
+    }
+
+
+def test_defaults__id_only_no_heartbeat_and_every_filter_kept() -> None:
+    spec = read_subscription(backport("Task?requester=Organization/mercy", "status=accepted"))
+    assert spec.content == "id-only"
+    assert spec.heartbeat_s == 0
+    assert spec.filters == (("requester", "Organization/mercy"), ("status", "accepted"))
+
+
+def test_every_problem_is_reported_with_its_path() -> None:
+    resource = backport("Task?patient=Patient/1", endpoint="http://ehr.example.org/hook")
+    resource["channel"]["type"] = "sms"
+    with pytest.raises(ProfileViolation) as caught:
+        read_subscription(resource)
+    paths = {e for issue in caught.value.issues for e in issue.expression}
+    assert "Subscription.channel.type" in paths
+    assert any(p.startswith("Subscription.criteria.extension") for p in paths)
+
+
+@pytest.mark.parametrize(
+    ("filters", "resource", "expected"),
+    [
+        (("requester=Organization/mercy",), task(), True),
+        ((f"requester={BASE}/Organization/mercy",), task(), True),  # absolute local URL
+        (("requester=Organization/other",), task(), False),
+        (("status=accepted,in-progress", "owner=Organization/food-bank"), task(), True),
+        (("status:not=accepted",), task(), False),
+        ((), task(status="draft"), False),  # the topic's own criteria: not a draft
+        ((), task(intent="plan"), False),
+    ],
+)
+def test_task_topic_matches_like_a_search(
+    filters: tuple[str, ...], resource: dict[str, Any], expected: bool
+) -> None:
+    pairs = [tuple(f.split("=", 1)) for f in filters]
+    criteria = filter_criteria(TASK_TOPIC, pairs, local_base=BASE)  # type: ignore[arg-type]
+    assert (
+        raises_event(TASK_TOPIC, criteria, resource, method="update", local_base=BASE) is expected
+    )
+
+
+def test_service_request_topic_ignores_creates() -> None:
+    request = {"resourceType": "ServiceRequest", "id": "sr1", "status": "active"}
+    criteria = filter_criteria(SR_TOPIC, [("_id", "sr1")], local_base=BASE)
+    assert not raises_event(SR_TOPIC, criteria, request, method="create", local_base=BASE)
+    assert raises_event(SR_TOPIC, criteria, request, method="update", local_base=BASE)
+
+
+def test_empty_content_carries_the_status_alone() -> None:
+    state = SubscriptionState("s1", TASK_TOPIC.canonical, "active", 7)
+    events = [NotificationEvent(7, "2026-01-01T00:00:00.000000Z", "Task/t1", "PUT")]
+    status = status_parameters(
+        state, kind="event-notification", events=events, content="empty", fhir_base=BASE
+    )
+    bundle = notification_bundle(
+        status,
+        bundle_id="b1",
+        timestamp="2026-01-01T00:00:00Z",
+        subscription_id="s1",
+        events=events,
+        content="empty",
+        fhir_base=BASE,
+    )
+    assert bundle["type"] == "history"
+    assert len(bundle["entry"]) == 1
+    names = [p["name"] for p in bundle["entry"][0]["resource"]["parameter"]]
+    assert "topic" not in names
+    [event] = [
+        p for p in bundle["entry"][0]["resource"]["parameter"] if p["name"] == "notification-event"
+    ]
+    assert [p["name"] for p in event["part"]] == ["event-number", "timestamp"]
