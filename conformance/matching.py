@@ -24,6 +24,13 @@ def matches_all(
     return all(_matches(resource, entries, criterion) for criterion in criteria)
 
 
+def matches_criterion(
+    resource: dict[str, Any], entries: IndexEntries, criterion: Criterion
+) -> bool:
+    """One criterion, against index values already extracted from ``resource``."""
+    return _matches(resource, entries, criterion)
+
+
 def _matches(resource: dict[str, Any], entries: IndexEntries, criterion: Criterion) -> bool:
     parameter = criterion.parameter
     if criterion.modifier == "chain":

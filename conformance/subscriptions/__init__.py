@@ -9,7 +9,12 @@ from conformance.subscriptions.channels import (
     is_loopback,
     rest_hook_problem,
 )
-from conformance.subscriptions.filters import filter_criteria, raises_event
+from conformance.subscriptions.filters import (
+    EventFocus,
+    event_focus,
+    filter_criteria,
+    raises_event,
+)
 from conformance.subscriptions.notification import (
     NotificationEvent,
     SubscriptionState,
@@ -34,11 +39,13 @@ __all__ = [
     "REST_HOOK",
     "TOPICS",
     "TOPIC_TYPES",
+    "EventFocus",
     "NotificationEvent",
     "SubscriptionSpec",
     "SubscriptionState",
     "Topic",
     "email_address",
+    "event_focus",
     "filter_criteria",
     "is_loopback",
     "notification_bundle",

@@ -1,13 +1,37 @@
 """Does a stored version raise an event for a subscription? The topic's own criteria, then the
-subscriber's filters, evaluated in memory exactly as a search would (``conformance.matching``).
+subscriber's filters, evaluated in memory as a search would (``conformance.matching``), except
+that ``requester`` and ``owner`` naming an Organization also match a Task whose reference names
+a PractitionerRole of that organization (the Gravity rule of ``conformance.task_rules``).
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from conformance.matching import matches_all
-from conformance.search_request import Criterion, parse_search
+from conformance.matching import matches_criterion
+from conformance.search_index import IndexEntries, extract_index
+from conformance.search_request import Criterion, ReferenceQuery, parse_search
 from conformance.subscriptions.topics import Topic
+from conformance.task_rules import TaskParties
+
+_PARTY_FILTERS = ("requester", "owner")
+
+
+@dataclass(frozen=True)
+class EventFocus:
+    """A stored version as every subscription's filters see it: its body, its index values
+    (extracted once, however many subscriptions look) and, for a Task, the organizations
+    behind its requester and owner."""
+
+    resource: dict[str, Any]
+    entries: IndexEntries
+    parties: TaskParties | None = None
+
+
+def event_focus(
+    resource: dict[str, Any], *, local_base: str, parties: TaskParties | None = None
+) -> EventFocus:
+    return EventFocus(resource, extract_index(resource, local_base=local_base), parties)
 
 
 def filter_criteria(
@@ -21,18 +45,39 @@ def filter_criteria(
 
 
 def raises_event(
-    topic: Topic,
-    criteria: Sequence[Criterion],
-    resource: dict[str, Any],
-    *,
-    method: str,
-    local_base: str,
+    topic: Topic, criteria: Sequence[Criterion], focus: EventFocus, *, method: str
 ) -> bool:
-    """``method`` (create | update | delete) of ``resource`` (for a delete: the version it
+    """``method`` (create | update | delete) of ``focus`` (for a delete: the version it
     removed) is an event of ``topic`` that passes every filter."""
+    resource = focus.resource
     return (
         method in topic.methods
         and resource.get("resourceType") == topic.resource_type
         and topic.current(resource)
-        and matches_all(resource, criteria, local_base=local_base)
+        and all(_passes(focus, criterion) for criterion in criteria)
+    )
+
+
+def _passes(focus: EventFocus, criterion: Criterion) -> bool:
+    exact = matches_criterion(focus.resource, focus.entries, criterion)
+    code = criterion.parameter.code
+    if exact or focus.parties is None or code not in _PARTY_FILTERS:
+        return exact
+    return criterion.modifier in (None, "Organization") and _names_party(
+        focus.parties, code, criterion
+    )
+
+
+def _names_party(parties: TaskParties, code: str, criterion: Criterion) -> bool:
+    """``requester=Organization/x`` (or ``owner=``) also holds when the Task's requester
+    (owner) is a PractitionerRole of organization x: subscribers think in organizations, as
+    the workflow's edit rights do.
+    http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition-SDOHCC-TaskForReferralManagement.html"""
+    organization = parties.requester if code == "requester" else parties.owner
+    return organization is not None and any(
+        isinstance(value, ReferenceQuery)
+        and value.target_type in (None, "Organization")
+        and not value.target_base
+        and f"Organization/{value.target_id}" == organization
+        for value in criterion.values
     )

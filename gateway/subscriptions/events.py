@@ -18,6 +18,7 @@ from conformance.subscriptions import (
     EMAIL,
     TOPIC_TYPES,
     SubscriptionSpec,
+    event_focus,
     filter_criteria,
     raises_event,
     read_subscription,
@@ -139,15 +140,13 @@ class SubscriptionEvents:
         method, body = self._event_of(ctx, stored)
         if body is None:
             return False
+        parties = next((write.parties for write in ctx.task_writes if write.stored is stored), None)
+        focus = event_focus(body, local_base=self.service.fhir_base, parties=parties)
         queued = False
         for subscription in subscriptions:
             criteria = self._criteria_of(subscription)
             if not raises_event(
-                subscription.topic,
-                criteria,
-                body,
-                method=method,
-                local_base=self.service.fhir_base,
+                subscription.topic, criteria, focus, method=method
             ) or not self._readable(ctx, subscription.access, stored):
                 continue
             number = records.next_event_number(ctx.connection, subscription.id, now=ctx.now)

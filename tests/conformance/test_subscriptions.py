@@ -10,12 +10,14 @@ from conformance.subscriptions import (
     TOPICS,
     NotificationEvent,
     SubscriptionState,
+    event_focus,
     filter_criteria,
     notification_bundle,
     raises_event,
     read_subscription,
     status_parameters,
 )
+from conformance.task_rules import TaskParties
 
 BASE = "https://loopgate.example.org/fhir"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -83,16 +85,48 @@ def test_task_topic_matches_like_a_search(
 ) -> None:
     pairs = [tuple(f.split("=", 1)) for f in filters]
     criteria = filter_criteria(TASK_TOPIC, pairs, local_base=BASE)  # type: ignore[arg-type]
-    assert (
-        raises_event(TASK_TOPIC, criteria, resource, method="update", local_base=BASE) is expected
+    focus = event_focus(resource, local_base=BASE)
+    assert raises_event(TASK_TOPIC, criteria, focus, method="update") is expected
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (("requester=Organization/mercy",), True),
+        (("requester=mercy",), True),
+        (("requester:Organization=mercy",), True),
+        (("requester=Organization/other",), False),
+        (("owner=Organization/food-bank",), True),
+        (("requester:missing=true",), False),
+    ],
+)
+def test_requester_and_owner_filters_name_organizations_behind_practitioner_roles(
+    filters: tuple[str, ...], expected: bool
+) -> None:
+    """Gravity's requester is usually a PractitionerRole; a subscriber filters on its
+    organization, as the workflow rules decide who the requester is."""
+    resource = task(requester={"reference": "PractitionerRole/mercy-nurse"})
+    pairs = [tuple(f.split("=", 1)) for f in filters]
+    criteria = filter_criteria(TASK_TOPIC, pairs, local_base=BASE)  # type: ignore[arg-type]
+    parties = TaskParties(
+        requester="Organization/mercy", owner="Organization/food-bank", has_owner=True
+    )
+    focus = event_focus(resource, local_base=BASE, parties=parties)
+    assert raises_event(TASK_TOPIC, criteria, focus, method="update") is expected
+    assert not raises_event(
+        TASK_TOPIC,
+        filter_criteria(TASK_TOPIC, [("requester", "Organization/mercy")], local_base=BASE),
+        event_focus(resource, local_base=BASE),  # without the resolved parties: exact only
+        method="update",
     )
 
 
 def test_service_request_topic_ignores_creates() -> None:
     request = {"resourceType": "ServiceRequest", "id": "sr1", "status": "active"}
     criteria = filter_criteria(SR_TOPIC, [("_id", "sr1")], local_base=BASE)
-    assert not raises_event(SR_TOPIC, criteria, request, method="create", local_base=BASE)
-    assert raises_event(SR_TOPIC, criteria, request, method="update", local_base=BASE)
+    focus = event_focus(request, local_base=BASE)
+    assert not raises_event(SR_TOPIC, criteria, focus, method="create")
+    assert raises_event(SR_TOPIC, criteria, focus, method="update")
 
 
 def test_empty_content_carries_the_status_alone() -> None:
