@@ -171,9 +171,10 @@ def live_subscriptions(connection: Connection, resource_type: str) -> list[Subsc
     """Every subscription not ``off`` on topics about ``resource_type``: events are recorded
     (and queued) while one is ``requested`` or in ``error``, and delivered once it answers."""
     rows = connection.execute(
-        select(subscription_table).where(
-            S.resource_type == resource_type, S.status.in_(("requested", "active", "error"))
-        )
+        select(subscription_table)
+        .where(S.resource_type == resource_type, S.status.in_(("requested", "active", "error")))
+        # by id: writers then lock the rows they count events on in one order, never deadlock
+        .order_by(S.id)
     )
     return [_record(row) for row in rows]
 
