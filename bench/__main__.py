@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import payloads, report, seed
+from bench import notifications, payloads, report, seed
 from bench.auth import credentials
 from bench.db import DEFAULT_POSTGRES, Database, analyze, database_size_mb, row_counts, versions
 from bench.measure import Measurement, run_load
@@ -72,6 +72,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(< 10 %% of the machine); for shared machines",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with logs")
+    parser.add_argument(
+        "--notifications",
+        choices=("yes", "no", "only"),
+        default="yes",
+        help="the subscription workload (after the others; 'only': skip the others)",
+    )
+    parser.add_argument(
+        "--fanout",
+        type=int,
+        default=10,
+        help="of the 1,000 subscriptions, how many match every Task write (default 10)",
+    )
     args = parser.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 8.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
@@ -92,13 +104,21 @@ class Bench:
         self.layout_checks: list[Measurement] = []
         self.templates: dict[str, dict[seed.Kind, seed.Template]] = {}
         self.log_findings: dict[str, list[str]] = {}
+        self.notification_runs: list[notifications.NotificationRun] = []
 
     def say(self, text: str) -> None:
         print(text, flush=True)
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def start(self, app: str, database: Database, label: str, **overrides: Any) -> Server:
+    def start(
+        self,
+        app: str,
+        database: Database,
+        label: str,
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> Server:
         layout = overrides.get("layout", self.args.layout)
         workers = overrides.get("workers", self.args.workers)
         t0 = time.perf_counter()
@@ -109,6 +129,7 @@ class Bench:
             workers=workers,
             database_url=database.url,
             workdir=self.workdir,
+            extra_env=env,
         )
         engine = make_engine(database.url)
         try:
@@ -179,7 +200,9 @@ class Bench:
         try:
             database.migrate()
             self.run_loopgate(backend, database, layout_check=layout_check)
-            if not args.no_baseline:
+            if args.notifications != "no":
+                self.run_notifications(backend, database)
+            if not args.no_baseline and args.notifications != "only":
                 baseline_db = Database(backend, self.workdir, "base", args.postgres_url)
                 baseline_db.migrate()
                 self.run_baseline(backend, baseline_db)
@@ -214,6 +237,9 @@ class Bench:
                 f"{time.perf_counter() - t0:.1f} s; rows per requested Task: "
                 + templates[seed.INBOX_KINDS[0]].summary()
             )
+            if args.notifications == "only":
+                client.close()
+                return
             now = now_us()
             span = SPAN_DAYS * DAY_US
             t0 = time.perf_counter()
@@ -332,6 +358,40 @@ class Bench:
                 self.layout_checks.append(m)
             finally:
                 self.stop(server, f"{backend} loopgate {layout}{workers}")
+
+    def run_notifications(self, backend: str, database: Database) -> None:
+        """The subscription workload on its own server start (bench/notifications.py)."""
+        plan = notifications.plan(quick=self.args.quick, fanout=self.args.fanout)
+        engine = make_engine(database.url)
+        try:
+            t0 = time.perf_counter()
+            notifications.seed_tasks(engine, self.templates[backend], plan.tasks, now_us())
+            self.say(
+                f"  notifications: bulk-seeded {plan.tasks} requested Tasks in "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
+        finally:
+            engine.dispose()
+        server = self.start(
+            LOOPGATE_APP, database, "loopgate-notifications", env=notifications.OUTBOX_ENV
+        )
+        try:
+            if self.args.wait_idle > 0:
+                waited, busy = report.wait_idle(self.args.wait_idle)
+                if waited >= 1:
+                    self.say(
+                        f"    (waited {waited:.0f} s for the machine to go quiet: {busy:.0f} %)"
+                    )
+            t0 = time.perf_counter()
+            sampler = None
+            if self.args.profile is not None:
+                py_spy = find_py_spy(self.args.py_spy)
+                sampler = (py_spy, self.args.profile) if py_spy else None
+            run = notifications.run(server, backend=backend, plan=plan, profile=sampler)
+            self.notification_runs.append(run)
+            self.say(f"    {notifications.one_line(run)} ({time.perf_counter() - t0:.0f} s)")
+        finally:
+            self.stop(server, f"{backend} loopgate notifications")
 
     def run_baseline(self, backend: str, database: Database) -> None:
         server = self.start(BASELINE_APP, database, "baseline")

@@ -11,6 +11,7 @@ from bench.measure import Measurement
 
 if TYPE_CHECKING:
     from bench.__main__ import Bench
+    from bench.notifications import NotificationRun
 
 TITLES = {
     "referrals": "(a) referrals created /s",
@@ -327,6 +328,8 @@ def print_report(bench: "Bench", info: dict[str, Any], *, elapsed: float) -> Non
                 f"match {s['matches']} (server total {s['total']}), page of {s['page']} "
                 "returned (default _count)."
             )
+    if bench.notification_runs:
+        print_notifications(bench.notification_runs)
     print("\nRuns:")
     all_runs = bench.measurements + bench.layout_checks
     print(_table(DETAIL_HEADERS, detail_rows(bench.measurements), set(range(4, 17))))
@@ -390,3 +393,112 @@ def print_report(bench: "Bench", info: dict[str, Any], *, elapsed: float) -> Non
     for key, value in info.items():
         print(f"  {key}: {value}")
     print(f"\nTotal bench time {elapsed:.0f} s.")
+
+
+NOTIFICATION_HEADERS = ["subscriptions (rest-hook, id-only)", "backend", "measured", "target"]
+NOTIFICATION_HEADERS += ["met"]
+
+
+def notification_rows(run: "NotificationRun") -> list[list[str]]:
+    from bench.notifications import LATENCY_P99_MS, NOTIFICATIONS_PER_S
+
+    result, plan, lat = run.result, run.plan, run.latency
+    burst, checks, sub = run.burst, run.checks, result["subscribe"]
+    errors = sum(result["errors"].values())
+    b = run.backend
+    latency_ok = lat.get("p99", 1e9) <= LATENCY_P99_MS and result["latency"]["complete"]
+    return [
+        [
+            f"(f) CBO action → notification received, p50 / p99 / max ms "
+            f"(n={result['latency']['received']} at {plan.latency_rate:g}/s, 1 subscription)",
+            b,
+            f"{lat.get('p50', 0):.1f} / {lat.get('p99', 0):.1f} / {lat.get('max', 0):.0f}",
+            f"p99 ≤ {LATENCY_P99_MS:.0f}",
+            _met(latency_ok and errors == 0),
+        ],
+        [
+            f"(g) notifications delivered /s, {sub['created']:,} active subscriptions, "
+            f"{plan.fanout} match each write ({burst['writes']['ok']} writes → "
+            f"{burst['expected']:,} notifications)",
+            b,
+            f"{burst['rate']:,.0f} ({burst['arrivals']:,} in {burst['span_s']:.1f} s)",
+            f"≥ {NOTIFICATIONS_PER_S:.0f}",
+            _met(burst["rate"] >= NOTIFICATIONS_PER_S and burst["complete"]),
+        ],
+        [
+            "(h) events lost / duplicated at once / duplicated later (2 processes)",
+            b,
+            f"{checks['lost']} / {checks['duplicated_at_once']} / {checks['duplicated_later']}"
+            f" of {checks['events_expected']:,}",
+            "0 / 0 / any",
+            _met(checks["lost"] == 0 and checks["duplicated_at_once"] == 0),
+        ],
+        [
+            f"    Task writes/s: no live subscription → {sub['created']:,} live "
+            f"({plan.connections} connections)",
+            b,
+            f"{result['plain_writes']['rate']:,.0f} → {burst['writes']['rate']:,.0f}",
+            "-",
+            "-",
+        ],
+        [
+            f"    {sub['created']:,} Subscriptions created / all handshakes delivered, s",
+            b,
+            f"{sub['created_s']:.1f} / {sub['handshakes_s']:.1f}",
+            "-",
+            "-",
+        ],
+        [
+            "    of which after the last write: notifications, s, /s (delivery alone)",
+            b,
+            f"{burst['after_writes']:,}, {burst['drain_s']:.1f} s, {burst['drain_rate']:,.0f}/s",
+            "-",
+            "-",
+        ],
+        [
+            "    server+PG CPU ms per notification during the burst",
+            b,
+            f"{run.cpu_ms_per_notification():.2f}",
+            "-",
+            "-",
+        ],
+    ]
+
+
+def print_notifications(runs: "list[NotificationRun]") -> None:
+    from bench.notifications import OUTBOX_ENV
+
+    rows = [row for run in runs for row in notification_rows(run)]
+    print()
+    print(_table(NOTIFICATION_HEADERS, rows, {2}))
+    plan = runs[0].plan
+    settings = ", ".join(f"{k.removeprefix('LOOPGATE_')}={v}" for k, v in OUTBOX_ENV.items())
+    print(
+        f"Subscriptions: the CBO PUTs Task requested → accepted; the receiver (same process as "
+        f"the CBO client, answers 200 after {plan.hold_ms:g} ms) records arrivals. Outbox: "
+        f"{settings}. Of {plan.subscriptions:,} subscriptions {plan.fanout} filter "
+        "Task?requester=<the Tasks' requester> (match every write), the rest "
+        "Task?owner=<an organization that owns nothing> (evaluated, never match). "
+        "'duplicated at once' = a copy arriving while an earlier copy of the same (subscription, "
+        "event number) was still being received or answered."
+    )
+    for run in runs:
+        checks = run.checks
+        extra = []
+        if checks["unexpected"] or checks["out_of_order"] or checks["unparsable"]:
+            extra.append(
+                f"unexpected {checks['unexpected']}, out of order {checks['out_of_order']}, "
+                f"unparsable {checks['unparsable']}"
+            )
+        for name, phase in run.phases.items():
+            extra.append(
+                f"{name}: server CPU {phase.server_cpu_s:.1f} s, PG {phase.postgres_cpu_s:.1f} s, "
+                f"machine {phase.machine_busy_pct:.0f} % busy"
+            )
+        print(f"  {run.backend}: " + "; ".join(extra))
+        for note in run.notes:
+            print(f"  note: {run.backend}: {note}")
+        if run.profile:
+            print(f"  Profile: {run.backend} burst (py-spy, inclusive share of server samples):")
+            for line in run.profile:
+                print(f"    {line}")
