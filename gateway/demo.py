@@ -7,7 +7,9 @@ in ``LOOPGATE_DEMO_DIR``. Each printed step fetches a fresh token with the examp
 referral id, so the loop can be walked again and again: the hospital refers, the CBO accepts,
 starts, records what it did and completes, and every forbidden move is shown being refused.
 Then a second referral runs through the JSON API, as a CBO without a FHIR server would run
-it with nothing but curl and its API key (kept in ``LOOPGATE_DEMO_DIR`` too).
+it with nothing but curl and its API key (kept in ``LOOPGATE_DEMO_DIR`` too). Around both, the
+hospital subscribes to its referrals' changes first (``examples/notification_receiver.py``
+shows the notifications) and replays every event it was sent last.
 """
 
 import copy
@@ -15,6 +17,7 @@ import json
 import shlex
 import sys
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,7 +43,12 @@ CLIENTS = {
 }
 """The Backend Services client each organization acts through."""
 DEMO_PASSWORD = "loopgate-demo"
-EXAMPLE_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "backend_services.py"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE_SCRIPT = EXAMPLES / "backend_services.py"
+RECEIVER_SCRIPT = EXAMPLES / "notification_receiver.py"
+RECEIVER_URL = "http://127.0.0.1:9099/notifications"
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+GRAVITY_TASK_TOPIC = "http://hl7.org/fhir/us/sdoh-clinicalcare/SubscriptionTopic/Task"
 
 
 @dataclass
@@ -491,6 +499,56 @@ def json_api_steps(referral: str) -> list[Step]:
     ]
 
 
+def subscription_steps(referral: str) -> tuple[Step, Step]:
+    """The hospital subscribes to changes of the referrals it makes (the Gravity Task topic,
+    rest-hook, id-only), and at the end replays every event it was sent."""
+    subscription_id = f"sub-{referral}"
+    subscription = {
+        "resourceType": "Subscription",
+        "id": subscription_id,
+        "meta": {"profile": [f"{BACKPORT}backport-subscription"]},
+        "status": "requested",
+        "reason": "Mercy Hospital follows its referrals",
+        "criteria": GRAVITY_TASK_TOPIC,
+        "_criteria": {
+            "extension": [
+                {
+                    "url": f"{BACKPORT}backport-filter-criteria",
+                    "valueString": f"Task?requester={HOSPITAL}",
+                }
+            ]
+        },
+        "channel": {
+            "extension": [{"url": f"{BACKPORT}backport-heartbeat-period", "valueUnsignedInt": 60}],
+            "type": "rest-hook",
+            "endpoint": RECEIVER_URL,
+            "payload": "application/fhir+json",
+            "_payload": {
+                "extension": [
+                    {"url": f"{BACKPORT}backport-payload-content", "valueCode": "id-only"}
+                ]
+            },
+        },
+    }
+    return (
+        Step(
+            "The hospital subscribes to its referrals' changes (a handshake, then a "
+            "notification per step, heartbeats meanwhile)",
+            "PUT",
+            f"Subscription/{subscription_id}",
+            HOSPITAL,
+            subscription,
+            expect=201,
+        ),
+        Step(
+            "The hospital replays every event it was sent, numbered with no gaps ($events)",
+            "GET",
+            f"Subscription/{subscription_id}/$events",
+            HOSPITAL,
+        ),
+    )
+
+
 def run_demo(settings: Settings, *, out: TextIO) -> str:
     """Provision the sandbox into the configured database and print the loop; returns the id."""
     keys = demo_keys(settings.demo_dir)
@@ -587,18 +645,24 @@ def print_loop(settings: Settings, referral: str, *, out: TextIO) -> None:
         "and POSTs it to /auth/token), then makes one FHIR call.\n"
         f"People can sign in at {base}/auth/login as dr.okafor (hospital) or j.lee (food bank),\n"
         f"password {DEMO_PASSWORD}.\n\n"
-        f"With Loopgate running (make run), run these in order (referral {referral}):\n\n"
+        f"With Loopgate running (make run), run these in order (referral {referral}).\n"
+        "To watch the hospital's notifications arrive, first start its receiver in another\n"
+        f"terminal: python {RECEIVER_SCRIPT}\n\n"
     )
-    steps = referral_steps(referral)
-    for number, step in enumerate(steps, start=1):
-        out.write(f"# {number}. {step.title}  [expect {step.expect}]\n")
-        out.write(curl_command(settings, step) + "\n\n")
+    subscribe, replay = subscription_steps(referral)
+    numbered = enumerate([subscribe, *referral_steps(referral)], start=1)
+    _write_steps(settings, numbered, out=out)
     out.write(
         "The same loop through the JSON API for community organizations, which most CBOs use:\n"
         f"plain JSON, the food bank's API key (in {api_key_path(settings.demo_dir)}), no FHIR.\n"
         f"API reference: {settings.api_base}/docs\n\n"
     )
-    for number, step in enumerate(json_api_steps(referral), start=len(steps) + 1):
+    json_steps = [*json_api_steps(referral), replay]
+    _write_steps(settings, enumerate(json_steps, start=len(referral_steps(referral)) + 2), out=out)
+
+
+def _write_steps(settings: Settings, numbered: Iterable[tuple[int, Step]], *, out: TextIO) -> None:
+    for number, step in numbered:
         out.write(f"# {number}. {step.title}  [expect {step.expect}]\n")
         out.write(curl_command(settings, step) + "\n\n")
 

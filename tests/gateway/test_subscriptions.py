@@ -2,11 +2,17 @@
 Task topic, a real receiver on a loopback port gets the handshake, heartbeats and one
 notification per CBO action, misses nothing while it is down, and can replay with $events."""
 
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +25,7 @@ from gateway.settings import Settings
 from gateway.subscriptions.tables import subscription_event_table
 from tests import builders
 from tests.adapters.smtp_server import running_mail_server
-from tests.adapters.webhook_receiver import WebhookReceiver, running_receiver
+from tests.adapters.webhook_receiver import WebhookReceiver, free_port, running_receiver
 from tests.builders import CBO, HOSPITAL, OTHER_CBO, as_org, service_request, task
 from tests.conftest import BASE_URL, FHIR_BASE, store_signing_key
 from tests.partners import API, key_headers, provision_partners
@@ -560,3 +566,78 @@ def test_concurrent_writers_draw_event_numbers_without_gaps_or_repeats(
             ).all()
             assert sorted(row.event_number for row in rows) == list(range(1, 42))
             assert len({row.focus_id for row in rows}) == 41
+
+
+RECEIVER_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "notification_receiver.py"
+
+
+@contextmanager
+def example_receiver(*arguments: str) -> Iterator[list[str]]:
+    """``examples/notification_receiver.py`` as a user runs it; yields its output lines."""
+    port = free_port()
+    lines: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, str(RECEIVER_EXAMPLE), "--port", str(port), *arguments],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        output = process.stdout
+        assert output is not None
+        reader = threading.Thread(target=lambda: lines.extend(output), daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: any(line.startswith("listening on") for line in lines))
+            yield lines
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+            reader.join(timeout=10)
+
+
+def test_the_example_receiver_prints_each_notification_the_demo_subscription_sends(
+    client: TestClient,
+) -> None:
+    with example_receiver("--header", "X-Receiver-Token: t0ken") as lines:
+        endpoint = lines[0].removeprefix("listening on ").strip() + "notifications"
+        sub_id = subscribe(client, subscription(endpoint, headers=("X-Receiver-Token: t0ken",)))
+        wait_for(lambda: subscription_status(client, sub_id) == "active")
+        refer(client)
+        cbo(client, "accept")
+        wait_for(lambda: "event 2" in "".join(lines))
+    text = "".join(lines)
+    assert f"{FHIR_BASE}/Subscription/{sub_id} handshake (events since start: 0)" in text
+    assert f"event 1: {FHIR_BASE}/Task/task-1\n" in text
+    assert f"event 2: {FHIR_BASE}/Task/task-1\n" in text
+    assert "expected event" not in text
+
+
+def test_the_example_receiver_points_out_a_gap_and_refuses_strangers() -> None:
+    def bundle(number: int) -> bytes:
+        event = {
+            "name": "notification-event",
+            "part": [
+                {"name": "event-number", "valueString": str(number)},
+                {"name": "focus", "valueReference": {"reference": "Task/t1"}},
+            ],
+        }
+        status = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "subscription", "valueReference": {"reference": "Subscription/s1"}},
+                {"name": "type", "valueCode": "event-notification"},
+                {"name": "events-since-subscription-start", "valueString": str(number)},
+                event,
+            ],
+        }
+        return orjson.dumps({"resourceType": "Bundle", "entry": [{"resource": status}]})
+
+    with example_receiver("--header", "X-Receiver-Token: t0ken") as lines:
+        url = lines[0].removeprefix("listening on ").strip()
+        token = {"X-Receiver-Token": "t0ken", "Content-Type": "application/fhir+json"}
+        assert httpx.post(url, content=bundle(1), headers=token).status_code == 200
+        assert httpx.post(url, content=bundle(3), headers=token).status_code == 200
+        assert httpx.post(url, content=bundle(4)).status_code == 401
+        wait_for(lambda: "event 3" in "".join(lines))
+    text = "".join(lines)
+    assert "event 3: Task/t1  <- expected event 2: ask $events" in text
+    assert "event 4" not in text
