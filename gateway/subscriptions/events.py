@@ -13,13 +13,12 @@ import orjson
 
 from conformance.access import AccessContext
 from conformance.errors import GatewayError, Issue, ProfileViolation
-from conformance.search_request import Criterion
 from conformance.subscriptions import (
     EMAIL,
     TOPIC_TYPES,
     SubscriptionSpec,
     event_focus,
-    filter_criteria,
+    event_keys,
     raises_event,
     read_subscription,
 )
@@ -29,7 +28,8 @@ from gateway.outbox import enqueue
 from gateway.store import resource_rows
 from gateway.store.resource_rows import StoredVersion
 from gateway.subscriptions import records
-from gateway.subscriptions.records import EventRecord, SubscriptionRecord
+from gateway.subscriptions.live import LiveSubscriptions
+from gateway.subscriptions.records import EventRecord
 
 SUBSCRIPTION_KIND = "subscription"
 SERVER_CLIENT = "loopgate:subscriptions"
@@ -62,7 +62,7 @@ class SubscriptionEvents:
         self.service = service
         self.email_enabled = email_enabled
         self.after_commit = after_commit
-        self._criteria: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Criterion, ...]] = {}
+        self.live = LiveSubscriptions(local_base=service.fhir_base)
 
     def __call__(self, ctx: WriteContext, written: Sequence[StoredVersion]) -> None:
         queued = False
@@ -134,8 +134,8 @@ class SubscriptionEvents:
     # -- Task and ServiceRequest writes ------------------------------------------------------
 
     def _resource_written(self, ctx: WriteContext, stored: StoredVersion) -> bool:
-        subscriptions = records.live_subscriptions(ctx.connection, stored.resource_type)
-        if not subscriptions:
+        live = self.live.of(ctx.connection, stored.resource_type)
+        if not live.matchers:
             return False
         method, body = self._event_of(ctx, stored)
         if body is None:
@@ -143,10 +143,9 @@ class SubscriptionEvents:
         parties = next((write.parties for write in ctx.task_writes if write.stored is stored), None)
         focus = event_focus(body, local_base=self.service.fhir_base, parties=parties)
         queued = False
-        for subscription in subscriptions:
-            criteria = self._criteria_of(subscription)
+        for subscription in live.candidates(event_keys(focus)):
             if not raises_event(
-                subscription.topic, criteria, focus, method=method
+                subscription.topic, subscription.criteria, focus, method=method
             ) or not self._readable(ctx, subscription.access, stored):
                 continue
             number = records.next_event_number(ctx.connection, subscription.id, now=ctx.now)
@@ -180,18 +179,6 @@ class SubscriptionEvents:
             body = orjson.loads(previous.body) if previous and previous.body else None
             return "delete", body
         return ("create" if stored.version_id == 1 else "update"), orjson.loads(stored.body)
-
-    def _criteria_of(self, subscription: SubscriptionRecord) -> tuple[Criterion, ...]:
-        key = (subscription.topic.canonical, subscription.filters)
-        criteria = self._criteria.get(key)
-        if criteria is None:
-            criteria = filter_criteria(
-                subscription.topic, subscription.filters, local_base=self.service.fhir_base
-            )
-            if len(self._criteria) > 10_000:
-                self._criteria.clear()
-            self._criteria[key] = criteria
-        return criteria
 
     def _readable(self, ctx: WriteContext, actor: AccessContext, stored: StoredVersion) -> bool:
         """The subscriber may read the focus, as GET [type]/[id] decides. A delete is

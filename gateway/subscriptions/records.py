@@ -1,11 +1,16 @@
 """Reading and writing the ``subscription`` and ``subscription_event`` rows.
 
+Every change to which subscriptions are live or what they match (a new one, a client's new
+version, a move to ``off``) also draws a new ``subscription_generation`` token in the same
+transaction, which tells ``gateway.subscriptions.live`` when to read the table again.
+
 Event numbers come from one atomic ``UPDATE … SET events_since_start = events_since_start + 1
 … RETURNING`` in the writer's own transaction: the row stays locked until that transaction
 ends (PostgreSQL) or the whole database is (SQLite), so two writers never draw the same number,
 numbers follow commit order, and a rolled-back write leaves no gap.
 """
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,10 +30,17 @@ from sqlalchemy import (
 from conformance.access import AccessContext, Grant
 from conformance.subscriptions import TOPICS, SubscriptionSpec, Topic
 from gateway.outbox.messages import REASON_LENGTH
-from gateway.subscriptions.tables import subscription_event_table, subscription_table
+from gateway.subscriptions.tables import (
+    subscription_event_table,
+    subscription_generation_table,
+    subscription_table,
+)
 
-S, E = subscription_table.c, subscription_event_table.c
+S, E, G = subscription_table.c, subscription_event_table.c, subscription_generation_table.c
 MICROS = 1_000_000
+GENERATION = "subscription"
+LIVE = ("requested", "active", "error")
+"""The statuses in which a subscription counts events (delivered once it answers)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,7 @@ def insert_subscription(
             **_config(spec),
         )
     )
+    new_generation(connection)
 
 
 def update_subscription(
@@ -160,6 +173,7 @@ def update_subscription(
         .where(S.id == subscription_id)
         .values(access=access_json(actor), status=status, last_error=None, **_config(spec))
     )
+    new_generation(connection)
 
 
 def get_subscription(connection: Connection, subscription_id: str) -> SubscriptionRecord | None:
@@ -167,16 +181,47 @@ def get_subscription(connection: Connection, subscription_id: str) -> Subscripti
     return _record(row) if row is not None else None
 
 
-def live_subscriptions(connection: Connection, resource_type: str) -> list[SubscriptionRecord]:
-    """Every subscription not ``off`` on topics about ``resource_type``: events are recorded
-    (and queued) while one is ``requested`` or in ``error``, and delivered once it answers."""
+def generation(connection: Connection) -> str | None:
+    """The token of the last committed change to live subscriptions (or this transaction's)."""
+    token: str | None = connection.execute(
+        select(G.token).where(G.name == GENERATION)
+    ).scalar_one_or_none()
+    return token
+
+
+def new_generation(connection: Connection) -> None:
+    """Draw a new random token (never reused, unlike a counter a rollback could take back)."""
+    token = secrets.token_hex(16)
+    changed = connection.execute(
+        update(subscription_generation_table).where(G.name == GENERATION).values(token=token)
+    ).rowcount
+    if not changed:
+        connection.execute(
+            insert(subscription_generation_table).values(name=GENERATION, token=token)
+        )
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """What the write side needs of a live subscription, as stored (JSON text undecoded)."""
+
+    id: str
+    topic: str
+    filters: str
+    access: str
+
+
+def live_configs(connection: Connection, resource_type: str) -> list[LiveConfig]:
+    """Every subscription not ``off`` on topics about ``resource_type``, in id order: events are
+    recorded (and queued) while one is ``requested`` or in ``error``, and delivered once it
+    answers."""
     rows = connection.execute(
-        select(subscription_table)
-        .where(S.resource_type == resource_type, S.status.in_(("requested", "active", "error")))
+        select(S.id, S.topic, S.filters, S.access)
+        .where(S.resource_type == resource_type, S.status.in_(LIVE))
         # by id: writers then lock the rows they count events on in one order, never deadlock
         .order_by(S.id)
     )
-    return [_record(row) for row in rows]
+    return [LiveConfig(row.id, row.topic, row.filters, row.access) for row in rows]
 
 
 def next_event_number(connection: Connection, subscription_id: str, *, now: int) -> int:
@@ -246,6 +291,8 @@ def move_status(
         .where(and_(S.id == subscription_id, S.status.in_(list(from_statuses))))
         .values(**values)
     ).rowcount
+    if moved and status not in LIVE:
+        new_generation(connection)
     return bool(moved)
 
 
@@ -287,6 +334,10 @@ def _one_period_after(now: int) -> ColumnElement[int]:
     return literal(now, BigInteger) + cast(S.heartbeat_s, BigInteger) * MICROS
 
 
+def filter_pairs(filters_json: str) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in orjson.loads(filters_json))
+
+
 def _record(row: object) -> SubscriptionRecord:
     r = row._mapping  # type: ignore[attr-defined]
     return SubscriptionRecord(
@@ -294,7 +345,7 @@ def _record(row: object) -> SubscriptionRecord:
         owner=r["owner"],
         access=access_from_json(r["access"]),
         topic=TOPICS[r["topic"]],
-        filters=tuple((str(k), str(v)) for k, v in orjson.loads(r["filters"])),
+        filters=filter_pairs(r["filters"]),
         channel=r["channel"],
         endpoint=r["endpoint"],
         headers=tuple((str(k), str(v)) for k, v in orjson.loads(r["headers"])),
