@@ -143,10 +143,14 @@ class SubscriptionEvents:
         parties = next((write.parties for write in ctx.task_writes if write.stored is stored), None)
         focus = event_focus(body, local_base=self.service.fhir_base, parties=parties)
         queued = False
+        readable: dict[AccessContext, bool] = {}  # many subscriptions share one subscriber
         for subscription in live.candidates(event_keys(focus)):
-            if not raises_event(
-                subscription.topic, subscription.criteria, focus, method=method
-            ) or not self._readable(ctx, subscription.access, stored):
+            if not raises_event(subscription.topic, subscription.criteria, focus, method=method):
+                continue
+            access = subscription.access
+            if access not in readable:
+                readable[access] = self._readable(ctx, access, stored)
+            if not readable[access]:
                 continue
             number = records.next_event_number(ctx.connection, subscription.id, now=ctx.now)
             records.record_event(
