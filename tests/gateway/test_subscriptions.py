@@ -16,6 +16,7 @@ from conformance.access import AccessContext
 from gateway.app import create_app
 from gateway.fhir.write_context import now_us
 from gateway.settings import Settings
+from gateway.store.engine import make_engine
 from gateway.subscriptions.tables import subscription_event_table
 from tests import builders
 from tests.adapters.smtp_server import running_mail_server
@@ -588,7 +589,8 @@ def test_a_subscription_changed_by_another_process_counts_from_the_next_write(
     refer(client, "task-0")
     kept = subscribe(client, subscription(loopback()))
     write("task-1")  # the first app now holds the live set, with one subscription
-    other = create_app(settings.model_copy(update={"outbox_worker": False}), engine=engine)
+    own_engine = make_engine(settings.database_url)  # as another process would have
+    other = create_app(settings.model_copy(update={"outbox_worker": False}), engine=own_engine)
     with TestClient(other, base_url=BASE_URL) as second:
         added = subscribe(second, subscription(loopback("/other")))
         write("task-2")
