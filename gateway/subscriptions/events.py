@@ -24,7 +24,7 @@ from conformance.subscriptions import (
 )
 from gateway.fhir.service import FhirService
 from gateway.fhir.write_context import WriteContext
-from gateway.outbox import enqueue
+from gateway.outbox import enqueue, enqueue_many
 from gateway.store import resource_rows
 from gateway.store.resource_rows import StoredVersion
 from gateway.subscriptions import records
@@ -142,34 +142,36 @@ class SubscriptionEvents:
             return False
         parties = next((write.parties for write in ctx.task_writes if write.stored is stored), None)
         focus = event_focus(body, local_base=self.service.fhir_base, parties=parties)
-        queued = False
         readable: dict[AccessContext, bool] = {}  # many subscriptions share one subscriber
+        matched: list[str] = []
         for subscription in live.candidates(event_keys(focus)):
             if not raises_event(subscription.topic, subscription.criteria, focus, method=method):
                 continue
             access = subscription.access
             if access not in readable:
                 readable[access] = self._readable(ctx, access, stored)
-            if not readable[access]:
-                continue
-            number = records.next_event_number(ctx.connection, subscription.id, now=ctx.now)
-            records.record_event(
-                ctx.connection,
-                subscription.id,
-                EventRecord(
-                    number,
-                    ctx.now,
-                    stored.resource_type,
-                    stored.id,
-                    stored.version_id,
-                    stored.method,
-                ),
-            )
-            enqueue_notification(
-                ctx, subscription.id, {"type": "event-notification", "event": number}
-            )
-            queued = True
-        return queued
+            if readable[access]:
+                matched.append(subscription.id)
+        if not matched:
+            return False
+        # one statement each for every matching subscription: counters (locked in id order,
+        # the order candidates come in), the $events log and the outbox
+        numbers = records.next_event_numbers(ctx.connection, matched, now=ctx.now)
+        counted = [(sub_id, numbers[sub_id]) for sub_id in matched if sub_id in numbers]
+        focus_of = (stored.resource_type, stored.id, stored.version_id, stored.method)
+        records.record_events(
+            ctx.connection,
+            [(sub_id, EventRecord(number, ctx.now, *focus_of)) for sub_id, number in counted],
+        )
+        enqueue_many(
+            ctx.connection,
+            kind=SUBSCRIPTION_KIND,
+            messages=[
+                (sub_id, sub_id, {"type": "event-notification", "event": number})
+                for sub_id, number in counted
+            ],
+        )
+        return bool(counted)
 
     def _event_of(
         self, ctx: WriteContext, stored: StoredVersion

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from conformance.access import AccessContext, Grant
 from conformance.subscriptions import TOPICS, SubscriptionSpec, Topic
 from gateway.outbox.messages import REASON_LENGTH
+from gateway.store.engine import is_sqlite
 from gateway.subscriptions.tables import (
     subscription_event_table,
     subscription_generation_table,
@@ -238,17 +239,48 @@ def next_event_number(connection: Connection, subscription_id: str, *, now: int)
     return int(number)
 
 
-def record_event(connection: Connection, subscription_id: str, event: EventRecord) -> None:
-    connection.execute(
-        insert(subscription_event_table).values(
-            subscription_id=subscription_id,
-            event_number=event.number,
-            occurred_at=event.occurred_at,
-            focus_type=event.focus_type,
-            focus_id=event.focus_id,
-            focus_version=event.focus_version,
-            method=event.method,
+def next_event_numbers(
+    connection: Connection, subscription_ids: Sequence[str], *, now: int
+) -> dict[str, int]:
+    """``next_event_number`` for several subscriptions at once (ids in id order): on
+    PostgreSQL their rows are locked in that order first, so writers never deadlock."""
+    if len(subscription_ids) == 1:
+        [only] = subscription_ids
+        return {only: next_event_number(connection, only, now=now)}
+    if not is_sqlite(connection):
+        connection.execute(
+            select(S.id).where(S.id.in_(subscription_ids)).order_by(S.id).with_for_update()
+        ).all()
+    rows = connection.execute(
+        update(subscription_table)
+        .where(S.id.in_(subscription_ids))
+        .values(
+            events_since_start=S.events_since_start + 1,
+            next_heartbeat_at=_one_period_after(now),
         )
+        .returning(S.id, S.events_since_start)
+    )
+    return {row.id: int(row.events_since_start) for row in rows}
+
+
+def record_events(connection: Connection, events: Sequence[tuple[str, EventRecord]]) -> None:
+    """Log (subscription id, event) pairs in one statement."""
+    if not events:
+        return
+    connection.execute(
+        insert(subscription_event_table),
+        [
+            {
+                "subscription_id": subscription_id,
+                "event_number": event.number,
+                "occurred_at": event.occurred_at,
+                "focus_type": event.focus_type,
+                "focus_id": event.focus_id,
+                "focus_version": event.focus_version,
+                "method": event.method,
+            }
+            for subscription_id, event in events
+        ],
     )
 
 
