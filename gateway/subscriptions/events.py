@@ -51,6 +51,17 @@ def enqueue_notification(
     )
 
 
+def event_payload(event: EventRecord) -> dict[str, object]:
+    """An event's outbox payload: its number, and what the ``$events`` log holds of it, so an
+    id-only notification renders without reading the log back."""
+    return {
+        "type": "event-notification",
+        "event": event.number,
+        "occurred_at": event.occurred_at,
+        "focus": [event.focus_type, event.focus_id, event.focus_version, event.method],
+    }
+
+
 class SubscriptionEvents:
     def __init__(
         self,
@@ -167,7 +178,7 @@ class SubscriptionEvents:
             ctx.connection,
             kind=SUBSCRIPTION_KIND,
             messages=[
-                (sub_id, sub_id, {"type": "event-notification", "event": number})
+                (sub_id, sub_id, event_payload(EventRecord(number, ctx.now, *focus_of)))
                 for sub_id, number in counted
             ],
         )

@@ -10,6 +10,7 @@ ends (PostgreSQL) or the whole database is (SQLite), so two writers never draw t
 numbers follow commit order, and a rolled-back write leaves no gap.
 """
 
+import functools
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,7 +101,10 @@ def access_json(actor: AccessContext) -> str:
     ).decode()
 
 
+@functools.lru_cache(maxsize=1024)
 def access_from_json(text: str) -> AccessContext:
+    """Decoded once per distinct text (an ``AccessContext`` is immutable): a delivery reads its
+    subscription's row every time, and many subscriptions share a subscriber."""
     data = orjson.loads(text)
     grants = None
     if data["grants"] is not None:

@@ -15,8 +15,9 @@ from sqlalchemy import Engine, select
 from conformance.access import AccessContext
 from gateway.app import create_app
 from gateway.fhir.write_context import now_us
+from gateway.outbox import enqueue
 from gateway.settings import Settings
-from gateway.store.engine import make_engine
+from gateway.store.engine import make_engine, write_transaction
 from gateway.subscriptions.tables import subscription_event_table
 from tests import builders
 from tests.adapters.smtp_server import running_mail_server
@@ -650,3 +651,33 @@ def test_a_subscription_rolled_back_with_its_write_never_counts_events(
     with engine.connect() as connection:
         counted = connection.execute(select(subscription_event_table.c.subscription_id)).all()
     assert [row.subscription_id for row in counted] == [kept]
+
+
+def test_an_event_queued_without_its_focus_is_rendered_from_the_event_log(
+    client: TestClient, engine: Engine
+) -> None:
+    """Event payloads carry the focus now; one queued before they did (its number alone)
+    still goes out whole, read back from the $events log."""
+    with running_receiver(UNSIGNED) as receiver:
+        sub_id = subscribe(client, subscription(receiver.url()))
+        wait_for(lambda: subscription_status(client, sub_id) == "active")
+        refer(client)
+        wait_for(lambda: len(of_type(receiver, "event-notification")) == 1)
+        with write_transaction(engine) as connection:
+            enqueue(
+                connection,
+                kind="subscription",
+                destination=sub_id,
+                ordering_key=sub_id,
+                payload={"type": "event-notification", "event": 1},
+            )
+        app: Any = client.app
+        app.state.outbox.wake()
+        wait_for(lambda: len(of_type(receiver, "event-notification")) == 2)
+    first, again = of_type(receiver, "event-notification")
+    assert (
+        status_of(first)["events"]
+        == status_of(again)["events"]
+        == [(1, f"{FHIR_BASE}/Task/task-1")]
+    )
+    assert first["entry"][1:] == again["entry"][1:]
