@@ -11,8 +11,11 @@ from conformance.subscriptions.channels import (
 )
 from conformance.subscriptions.filters import (
     EventFocus,
+    FilterKey,
     event_focus,
+    event_keys,
     filter_criteria,
+    filter_keys,
     raises_event,
 )
 from conformance.subscriptions.notification import (
@@ -40,13 +43,16 @@ __all__ = [
     "TOPICS",
     "TOPIC_TYPES",
     "EventFocus",
+    "FilterKey",
     "NotificationEvent",
     "SubscriptionSpec",
     "SubscriptionState",
     "Topic",
     "email_address",
     "event_focus",
+    "event_keys",
     "filter_criteria",
+    "filter_keys",
     "is_loopback",
     "notification_bundle",
     "raises_event",

@@ -10,11 +10,15 @@ from typing import Any
 
 from conformance.matching import matches_criterion
 from conformance.search_index import IndexEntries, extract_index
-from conformance.search_request import Criterion, ReferenceQuery, parse_search
+from conformance.search_request import Criterion, ReferenceQuery, TokenQuery, parse_search
 from conformance.subscriptions.topics import Topic
 from conformance.task_rules import TaskParties
 
 _PARTY_FILTERS = ("requester", "owner")
+_ORGANIZATION = "Organization/"
+
+FilterKey = tuple[str, str]
+"""(search parameter, reference target id or token code): a value a filter needs to see."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,44 @@ def filter_criteria(
         return ()
     request = parse_search(topic.resource_type, filters, local_base=local_base)
     return tuple(request.criteria)
+
+
+def filter_keys(criteria: Sequence[Criterion]) -> frozenset[FilterKey] | None:
+    """Keys of which a resource must show one to pass ``criteria``, or None when no single
+    filter narrows it down that way. A plain reference filter (``owner=Organization/x``) needs
+    a reference to id x under its parameter, or, by the PractitionerRole rule, the organization
+    x behind it; a plain token filter (``status=requested``) needs that code. Of several, the
+    one with fewest values is kept. ``event_keys`` gives a focus' keys, so a subscription whose
+    keys share none with them cannot raise an event and need not be evaluated."""
+    best: frozenset[FilterKey] | None = None
+    for criterion in criteria:
+        if criterion.modifier is not None:
+            continue  # :not, :missing, :exact, a type or chain: no single value to look for
+        kind, code = criterion.parameter.type, criterion.parameter.code
+        keys: set[FilterKey] = set()
+        for value in criterion.values:
+            if kind == "reference" and isinstance(value, ReferenceQuery):
+                keys.add((code, value.target_id))
+            elif kind == "token" and isinstance(value, TokenQuery) and value.code is not None:
+                keys.add((code, value.code))
+            else:
+                break
+        else:
+            if keys and (best is None or len(keys) < len(best)):
+                best = frozenset(keys)
+    return best
+
+
+def event_keys(focus: EventFocus) -> frozenset[FilterKey]:
+    """Every key (see ``filter_keys``) ``focus`` shows."""
+    keys: set[FilterKey] = {(r.param, r.target_id) for r in focus.entries.references}
+    keys.update((t.param, t.code) for t in focus.entries.tokens)
+    parties = focus.parties
+    if parties is not None:
+        for code, organization in (("requester", parties.requester), ("owner", parties.owner)):
+            if organization is not None and organization.startswith(_ORGANIZATION):
+                keys.add((code, organization.removeprefix(_ORGANIZATION)))
+    return frozenset(keys)
 
 
 def raises_event(

@@ -9,7 +9,7 @@ from gateway.outbox.admin import (
     message_attempts,
     redeliver_message,
 )
-from gateway.outbox.enqueue import enqueue
+from gateway.outbox.enqueue import enqueue, enqueue_many
 from gateway.outbox.messages import DeliveryResult, Handler, OutboxMessage
 from gateway.outbox.retry_policy import RetryPolicy
 from gateway.outbox.webhooks import WebhookTarget, webhook_handler
@@ -26,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "WebhookTarget",
     "enqueue",
+    "enqueue_many",
     "get_message",
     "list_messages",
     "message_attempts",

@@ -11,6 +11,7 @@ A lease that runs out (the process died mid-delivery) makes the row claimable ag
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, func, insert, or_, select
 from sqlalchemy import update as sql_update
@@ -70,22 +71,39 @@ def next_due_after(engine: Engine, *, kinds: Sequence[str], now: int) -> int | N
         return value
 
 
+_COLUMNS = (
+    _m.seq,
+    _m.id,
+    _m.kind,
+    _m.destination,
+    _m.ordering_key,
+    _m.payload,
+    _m.created_at,
+    _m.attempts,
+    _m.claimed_by,
+    _m.claimed_until,
+    _m.next_attempt_at,
+)
+
+
 def claim_due(
-    engine: Engine, *, kinds: Sequence[str], worker: str, limit: int, lease_us: int, now: int
+    engine: Engine,
+    *,
+    kinds: Sequence[str],
+    worker: str,
+    limit: int,
+    lease_us: int,
+    now: int,
+    run_length: int = 1,
 ) -> list[OutboxMessage]:
-    """Lease up to ``limit`` due messages (oldest due first, at most one per key) to ``worker``."""
+    """Lease up to ``limit`` due messages (oldest due first, at most one per key) to ``worker``,
+    each followed by up to ``run_length - 1`` more of its key that are due now, in order (a
+    run: the worker sends them one after another, as it would have anyway, without a claim
+    transaction and a scan of every waiting message between each two). Only a head on its
+    first attempt takes followers; their attempts count from the claim, as every claim's do,
+    and ``record_results`` takes back those of the ones never attempted."""
     query = (
-        select(
-            _m.seq,
-            _m.id,
-            _m.kind,
-            _m.destination,
-            _m.ordering_key,
-            _m.payload,
-            _m.created_at,
-            _m.attempts,
-            _m.claimed_by,
-        )
+        select(*_COLUMNS)
         .where(_claimable(kinds, now), _m.next_attempt_at <= now, ~_waits_for_an_earlier_message())
         .order_by(_m.next_attempt_at, _m.seq)
         .limit(limit)
@@ -93,9 +111,15 @@ def claim_due(
     with write_transaction(engine) as connection:
         if not is_sqlite(connection):
             query = query.with_for_update(skip_locked=True, of=outbox_table)
-        rows = connection.execute(query).all()
-        if not rows:
+        heads = connection.execute(query).all()
+        if not heads:
             return []
+        rows = []
+        for head in heads:
+            rows.append(head)
+            # a head being retried goes alone: its key is likely still failing
+            if head.ordering_key is not None and run_length > 1 and head.attempts == 0:
+                rows.extend(_followers(connection, head, run_length - 1, now))
         connection.execute(
             sql_update(outbox_table)
             .where(_m.seq.in_([row.seq for row in rows]))
@@ -132,6 +156,70 @@ def claim_due(
     ]
 
 
+def _followers(connection: Connection, head: Any, count: int, now: int) -> list[Any]:
+    """The next ``count`` pending messages of ``head``'s key, as long as each is due now and
+    unleased (the first that is not ends the run: order is never skipped over). Only the
+    holder of the head can be claiming them, so waiting for a row lock here is brief."""
+    query = (
+        select(*_COLUMNS)
+        .where(
+            _m.kind == head.kind,
+            _m.destination == head.destination,
+            _m.ordering_key == head.ordering_key,
+            _m.status == PENDING,
+            _m.seq > head.seq,
+        )
+        .order_by(_m.seq)
+        .limit(count)
+    )
+    if not is_sqlite(connection):
+        query = query.with_for_update(of=outbox_table)
+    followers = []
+    for row in connection.execute(query):
+        if row.next_attempt_at > now or (
+            row.claimed_until is not None and row.claimed_until >= now
+        ):
+            break
+        followers.append(row)
+    return followers
+
+
+def record_results(
+    engine: Engine,
+    finished: Sequence[tuple[OutboxMessage, DeliveryResult, int]],
+    *,
+    unattempted: Sequence[OutboxMessage] = (),
+    cut_short: Sequence[OutboxMessage] = (),
+    worker: str,
+    policy: RetryPolicy,
+    now: int,
+) -> list[str | None]:
+    """One transaction for a run: store how each finished attempt (message, result, duration
+    in ms) ended, as ``record_result`` does, hand back the attempts cut short (as ``release``)
+    and the leases of messages never attempted, uncounted. Returns each finished one's
+    outcome."""
+    with write_transaction(engine) as connection:
+        outcomes = [
+            _record_in(
+                connection, message, result, worker=worker, policy=policy, now=now, duration_ms=ms
+            )
+            for message, result, ms in finished
+        ]
+        for message in cut_short:
+            _release_in(connection, message, worker=worker, now=now, reason="worker stopped")
+        if unattempted:
+            connection.execute(
+                sql_update(outbox_table)
+                .where(
+                    _m.id.in_([m.id for m in unattempted]),
+                    _m.claimed_by == worker,
+                    _m.status == PENDING,
+                )
+                .values(claimed_by=None, claimed_until=None, attempts=_m.attempts - 1)
+            )
+    return outcomes
+
+
 def record_result(
     engine: Engine,
     message: OutboxMessage,
@@ -144,48 +232,69 @@ def record_result(
 ) -> str | None:
     """Store how ``worker``'s attempt ended and release the lease; returns the outcome logged
     (delivered | retry | dead), or None if the lease had already passed to another worker."""
-    reason = _short(result.reason)
     with write_transaction(engine) as connection:
-        row = connection.execute(
-            select(_m.seq, _m.pending_since).where(
-                _m.id == message.id, _m.claimed_by == worker, _m.status == PENDING
-            )
-        ).first()
-        if row is None:
-            return None
-        released = {"claimed_by": None, "claimed_until": None}
-        outcome: str = result.outcome
-        if result.outcome == "delivered":
-            values = {"status": DELIVERED, "delivered_at": now, "last_error": None, **released}
-        elif result.outcome == "dead":
+        return _record_in(
+            connection,
+            message,
+            result,
+            worker=worker,
+            policy=policy,
+            now=now,
+            duration_ms=duration_ms,
+        )
+
+
+def _record_in(
+    connection: Connection,
+    message: OutboxMessage,
+    result: DeliveryResult,
+    *,
+    worker: str,
+    policy: RetryPolicy,
+    now: int,
+    duration_ms: int,
+) -> str | None:
+    reason = _short(result.reason)
+    row = connection.execute(
+        select(_m.seq, _m.pending_since).where(
+            _m.id == message.id, _m.claimed_by == worker, _m.status == PENDING
+        )
+    ).first()
+    if row is None:
+        return None
+    released = {"claimed_by": None, "claimed_until": None}
+    outcome: str = result.outcome
+    if result.outcome == "delivered":
+        values = {"status": DELIVERED, "delivered_at": now, "last_error": None, **released}
+    elif result.outcome == "dead":
+        values = {"status": DEAD, "dead_at": now, "last_error": reason, **released}
+    else:
+        next_at = policy.next_attempt_at(
+            attempt=message.attempt,
+            pending_since=row.pending_since,
+            now=now,
+            retry_after_s=result.retry_after_s,
+        )
+        if next_at is None:
+            outcome = DEAD
+            reason = _short(f"gave up: {reason}")
             values = {"status": DEAD, "dead_at": now, "last_error": reason, **released}
         else:
-            next_at = policy.next_attempt_at(
-                attempt=message.attempt,
-                pending_since=row.pending_since,
-                now=now,
-                retry_after_s=result.retry_after_s,
-            )
-            if next_at is None:
-                outcome = DEAD
-                reason = _short(f"gave up: {reason}")
-                values = {"status": DEAD, "dead_at": now, "last_error": reason, **released}
-            else:
-                values = {"next_attempt_at": next_at, "last_error": reason, **released}
-                _hold_later_messages(connection, message, seq=row.seq, until=next_at)
-        connection.execute(sql_update(outbox_table).where(_m.seq == row.seq).values(**values))
-        connection.execute(
-            insert(outbox_attempt_table).values(
-                message_id=message.id,
-                attempt=message.attempt,
-                finished_at=now,
-                duration_ms=duration_ms,
-                outcome=outcome,
-                status_code=result.status_code,
-                error=reason or None,
-                worker=worker,
-            )
+            values = {"next_attempt_at": next_at, "last_error": reason, **released}
+            _hold_later_messages(connection, message, seq=row.seq, until=next_at)
+    connection.execute(sql_update(outbox_table).where(_m.seq == row.seq).values(**values))
+    connection.execute(
+        insert(outbox_attempt_table).values(
+            message_id=message.id,
+            attempt=message.attempt,
+            finished_at=now,
+            duration_ms=duration_ms,
+            outcome=outcome,
+            status_code=result.status_code,
+            error=reason or None,
+            worker=worker,
         )
+    )
     return outcome
 
 
@@ -219,24 +328,30 @@ def release(
         return
     with write_transaction(engine) as connection:
         for message in messages:
-            released = connection.execute(
-                sql_update(outbox_table)
-                .where(_m.id == message.id, _m.claimed_by == worker, _m.status == PENDING)
-                .values(claimed_by=None, claimed_until=None, next_attempt_at=now)
-            ).rowcount
-            if released:
-                connection.execute(
-                    insert(outbox_attempt_table).values(
-                        message_id=message.id,
-                        attempt=message.attempt,
-                        finished_at=now,
-                        duration_ms=None,
-                        outcome=ABANDONED,
-                        status_code=None,
-                        error=reason,
-                        worker=worker,
-                    )
-                )
+            _release_in(connection, message, worker=worker, now=now, reason=reason)
+
+
+def _release_in(
+    connection: Connection, message: OutboxMessage, *, worker: str, now: int, reason: str
+) -> None:
+    released = connection.execute(
+        sql_update(outbox_table)
+        .where(_m.id == message.id, _m.claimed_by == worker, _m.status == PENDING)
+        .values(claimed_by=None, claimed_until=None, next_attempt_at=now)
+    ).rowcount
+    if released:
+        connection.execute(
+            insert(outbox_attempt_table).values(
+                message_id=message.id,
+                attempt=message.attempt,
+                finished_at=now,
+                duration_ms=None,
+                outcome=ABANDONED,
+                status_code=None,
+                error=reason,
+                worker=worker,
+            )
+        )
 
 
 def _short(reason: str) -> str:

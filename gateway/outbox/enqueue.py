@@ -1,5 +1,6 @@
 """``enqueue``: add a message to the outbox inside the caller's own write transaction."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -44,3 +45,32 @@ def enqueue(
         )
     )
     return message_id
+
+
+def enqueue_many(
+    connection: Connection,
+    *,
+    kind: str,
+    messages: Sequence[tuple[str, str | None, dict[str, Any]]],
+) -> list[str]:
+    """``enqueue`` for several (destination, ordering key, payload) in one statement, inserted
+    in the order given; returns their ids."""
+    now = now_us()
+    rows = [
+        {
+            "id": new_resource_id(),
+            "kind": kind,
+            "destination": destination,
+            "ordering_key": ordering_key,
+            "payload": orjson.dumps(payload).decode(),
+            "created_at": now,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "pending_since": now,
+        }
+        for destination, ordering_key, payload in messages
+    ]
+    if rows:
+        connection.execute(insert(outbox_table), rows)
+    return [str(row["id"]) for row in rows]

@@ -1,6 +1,12 @@
 """``OutboxWorker``: an asyncio task that claims due outbox messages and hands each to the
 handler registered for its kind, a few at a time, until every one is delivered or dead.
 
+A claim takes, after each due message of an ordering key, the next ones of that key that are
+due too (a run, up to ``run_length``): they go one after another, as the key's order demands
+anyway, and their outcomes are stored in one transaction at the end of the run. A run stops at
+the first attempt to be retried (the rest are handed back unattempted) and before any attempt
+that could outlast the lease.
+
 It wakes at once when ``wake()`` is called after a commit in this process, and otherwise polls
 (other processes' messages, retries falling due, leases left by a process that died). Database
 calls are short and run inline on the event loop, like the rest of Loopgate; no transaction
@@ -21,7 +27,7 @@ from typing import Self
 from sqlalchemy import Engine
 
 from gateway.fhir.write_context import now_us
-from gateway.outbox.claims import anything_due, claim_due, next_due_after, record_result, release
+from gateway.outbox.claims import anything_due, claim_due, next_due_after, record_results
 from gateway.outbox.messages import DeliveryResult, Handler, OutboxMessage
 from gateway.outbox.retry_policy import MICROS, RetryPolicy
 from gateway.settings import Settings
@@ -40,7 +46,9 @@ class OutboxOptions:
     batch_size: int = 16
     """Messages claimed per transaction."""
     concurrency: int = 16
-    """Deliveries in flight at once in this process."""
+    """Deliveries in flight at once in this process (a run counts once)."""
+    run_length: int = 16
+    """Messages of one ordering key claimed together and sent one after another."""
     lease_s: float = 60.0
     """How long a claim lasts; a message whose worker died is claimable again after this."""
     shutdown_grace_s: float = 5.0
@@ -88,7 +96,7 @@ class OutboxWorker:
         self._woken: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._in_flight: dict[asyncio.Task[None], OutboxMessage] = {}
+        self._in_flight: dict[asyncio.Task[None], list[OutboxMessage]] = {}
 
     @property
     def running(self) -> bool:
@@ -138,20 +146,9 @@ class OutboxWorker:
         if in_flight:
             _, unfinished = await asyncio.wait(in_flight, timeout=self.options.shutdown_grace_s)
             for delivery in unfinished:
-                delivery.cancel()
+                delivery.cancel()  # the run hands back what it has not finished (_deliver_run)
             if unfinished:
                 await asyncio.wait(unfinished)
-                cut_short = [in_flight[delivery] for delivery in unfinished]
-                try:
-                    release(
-                        self.engine,
-                        cut_short,
-                        worker=self.name,
-                        now=now_us(),
-                        reason="worker stopped",
-                    )
-                except Exception as error:  # their leases run out instead
-                    log.warning("outbox: releasing claims failed (%s)", type(error).__name__)
         self._task = None
         self._loop = None
         self._woken = None
@@ -196,13 +193,15 @@ class OutboxWorker:
             limit=limit,
             lease_us=int(self.options.lease_s * MICROS),
             now=now,
+            run_length=self.options.run_length,
         )
-        for message in messages:
-            delivery = asyncio.create_task(self._deliver(message), name=f"outbox-{message.id}")
-            self._in_flight[delivery] = message
+        runs = _runs(messages)
+        for run in runs:
+            delivery = asyncio.create_task(self._deliver_run(run), name=f"outbox-{run[0].id}")
+            self._in_flight[delivery] = run
             delivery.add_done_callback(self._delivery_done)
         # a full batch with slots left over: more may be due, so look again at once
-        return len(messages) == limit < free
+        return len(runs) == limit < free
 
     def _idle_timeout(self) -> float:
         poll = self.options.poll_interval_s
@@ -214,13 +213,34 @@ class OutboxWorker:
             return poll
         return max(min(poll, (due - now) / MICROS), 0.001)
 
-    async def _deliver(self, message: OutboxMessage) -> None:
-        started = time.monotonic()
+    async def _deliver_run(self, run: list[OutboxMessage]) -> None:
+        """Send ``run`` in order, then store every outcome in one transaction."""
+        claimed_at = time.monotonic()
+        deadline_s = self.options.lease_s * HANDLER_SHARE_OF_LEASE
+        finished: list[tuple[OutboxMessage, DeliveryResult, int]] = []
+        cut_short: list[OutboxMessage] = []
         try:
-            async with asyncio.timeout(self.options.lease_s * HANDLER_SHARE_OF_LEASE):
-                result = await self.handlers[message.kind](message)
+            for message in run:
+                if finished and time.monotonic() - claimed_at + deadline_s >= self.options.lease_s:
+                    break  # this attempt could outlast the lease: hand it back instead
+                started = time.monotonic()
+                try:
+                    result = await self._attempt(message, deadline_s)
+                except asyncio.CancelledError:
+                    cut_short.append(message)
+                    raise
+                finished.append((message, result, int((time.monotonic() - started) * 1000)))
+                if result.outcome == "retry":
+                    break  # the rest of its key waits for it
+        finally:
+            self._record(run, finished, cut_short)
+
+    async def _attempt(self, message: OutboxMessage, deadline_s: float) -> DeliveryResult:
+        try:
+            async with asyncio.timeout(deadline_s):
+                return await self.handlers[message.kind](message)
         except TimeoutError:
-            result = DeliveryResult.retry("timeout")
+            return DeliveryResult.retry("timeout")
         except Exception as error:  # a handler bug must not stop delivery of the rest
             log.warning(
                 "outbox: %s handler raised %s for %s",
@@ -228,33 +248,58 @@ class OutboxWorker:
                 type(error).__name__,
                 message.id,
             )
-            result = DeliveryResult.retry(f"handler error: {type(error).__name__}")
-        duration_ms = int((time.monotonic() - started) * 1000)
+            return DeliveryResult.retry(f"handler error: {type(error).__name__}")
+
+    def _record(
+        self,
+        run: list[OutboxMessage],
+        finished: list[tuple[OutboxMessage, DeliveryResult, int]],
+        cut_short: list[OutboxMessage],
+    ) -> None:
+        done = {message.id for message, _, _ in finished} | {m.id for m in cut_short}
         try:
-            outcome = record_result(
+            outcomes = record_results(
                 self.engine,
-                message,
-                result,
+                finished,
+                unattempted=[m for m in run if m.id not in done],
+                cut_short=cut_short,
                 worker=self.name,
                 policy=self.options.retry,
                 now=now_us(),
-                duration_ms=duration_ms,
             )
-        except Exception as error:  # the lease runs out and the message is tried again
+        except Exception as error:  # the leases run out and the messages are tried again
             log.warning(
-                "outbox: recording attempt %d of %s failed (%s)",
-                message.attempt,
-                message.id,
+                "outbox: recording %d attempts from %s failed (%s)",
+                len(finished),
+                run[0].id,
                 type(error).__name__,
             )
             return
-        _log_outcome(message, outcome, result, duration_ms)
+        for (message, result, duration_ms), outcome in zip(finished, outcomes, strict=True):
+            _log_outcome(message, outcome, result, duration_ms)
 
     def _delivery_done(self, delivery: asyncio.Task[None]) -> None:
         self._in_flight.pop(delivery, None)
         # the next message of the same key may now go, and there is a free slot
         if not self._stopping:
             self.wake()
+
+
+def _runs(messages: list[OutboxMessage]) -> list[list[OutboxMessage]]:
+    """``claim_due``'s list cut into runs: each head with the followers of its key after it."""
+    runs: list[list[OutboxMessage]] = []
+    for message in messages:
+        previous = runs[-1][-1] if runs else None
+        if (
+            previous is not None
+            and message.ordering_key is not None
+            and (previous.kind, previous.destination, previous.ordering_key)
+            == (message.kind, message.destination, message.ordering_key)
+        ):
+            runs[-1].append(message)
+        else:
+            runs.append([message])
+    return runs
 
 
 def _log_outcome(

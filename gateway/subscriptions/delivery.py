@@ -8,10 +8,11 @@ until it answers, then gets each missed event, numbers in order, none skipped.
 
 import asyncio
 from email.utils import parseaddr
+from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from adapters.email import SmtpConfig, send_email
 from adapters.subscriptions import notification_email, post_notification
@@ -47,7 +48,7 @@ def subscription_handler(
             events: list[records.EventRecord] = []
             if kind == "event-notification":
                 event_number = int(payload["event"])
-                events = records.events_between(connection, record.id, event_number, event_number)
+                events = _events_of(connection, record.id, payload, event_number)
                 since = event_number
             else:
                 since = int(payload.get("events_since_start", 0))
@@ -78,6 +79,27 @@ def subscription_handler(
         return result
 
     return deliver
+
+
+def _events_of(
+    connection: Connection, subscription_id: str, payload: dict[str, Any], number: int
+) -> list[records.EventRecord]:
+    """The event a notification is about: from its payload (``event_payload``), or, for one
+    queued before payloads carried it, from the ``$events`` log."""
+    focus = payload.get("focus")
+    if isinstance(focus, list) and len(focus) == 4 and "occurred_at" in payload:
+        focus_type, focus_id, version, method = focus
+        return [
+            records.EventRecord(
+                number,
+                int(payload["occurred_at"]),
+                str(focus_type),
+                str(focus_id),
+                int(version),
+                str(method),
+            )
+        ]
+    return records.events_between(connection, subscription_id, number, number)
 
 
 async def _send_email(

@@ -13,23 +13,23 @@ import orjson
 
 from conformance.access import AccessContext
 from conformance.errors import GatewayError, Issue, ProfileViolation
-from conformance.search_request import Criterion
 from conformance.subscriptions import (
     EMAIL,
     TOPIC_TYPES,
     SubscriptionSpec,
     event_focus,
-    filter_criteria,
+    event_keys,
     raises_event,
     read_subscription,
 )
 from gateway.fhir.service import FhirService
 from gateway.fhir.write_context import WriteContext
-from gateway.outbox import enqueue
+from gateway.outbox import enqueue, enqueue_many
 from gateway.store import resource_rows
 from gateway.store.resource_rows import StoredVersion
 from gateway.subscriptions import records
-from gateway.subscriptions.records import EventRecord, SubscriptionRecord
+from gateway.subscriptions.live import LiveSubscriptions
+from gateway.subscriptions.records import EventRecord
 
 SUBSCRIPTION_KIND = "subscription"
 SERVER_CLIENT = "loopgate:subscriptions"
@@ -51,6 +51,17 @@ def enqueue_notification(
     )
 
 
+def event_payload(event: EventRecord) -> dict[str, object]:
+    """An event's outbox payload: its number, and what the ``$events`` log holds of it, so an
+    id-only notification renders without reading the log back."""
+    return {
+        "type": "event-notification",
+        "event": event.number,
+        "occurred_at": event.occurred_at,
+        "focus": [event.focus_type, event.focus_id, event.focus_version, event.method],
+    }
+
+
 class SubscriptionEvents:
     def __init__(
         self,
@@ -62,7 +73,7 @@ class SubscriptionEvents:
         self.service = service
         self.email_enabled = email_enabled
         self.after_commit = after_commit
-        self._criteria: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Criterion, ...]] = {}
+        self.live = LiveSubscriptions(local_base=service.fhir_base)
 
     def __call__(self, ctx: WriteContext, written: Sequence[StoredVersion]) -> None:
         queued = False
@@ -134,39 +145,44 @@ class SubscriptionEvents:
     # -- Task and ServiceRequest writes ------------------------------------------------------
 
     def _resource_written(self, ctx: WriteContext, stored: StoredVersion) -> bool:
-        subscriptions = records.live_subscriptions(ctx.connection, stored.resource_type)
-        if not subscriptions:
+        live = self.live.of(ctx.connection, stored.resource_type)
+        if not live.matchers:
             return False
         method, body = self._event_of(ctx, stored)
         if body is None:
             return False
         parties = next((write.parties for write in ctx.task_writes if write.stored is stored), None)
         focus = event_focus(body, local_base=self.service.fhir_base, parties=parties)
-        queued = False
-        for subscription in subscriptions:
-            criteria = self._criteria_of(subscription)
-            if not raises_event(
-                subscription.topic, criteria, focus, method=method
-            ) or not self._readable(ctx, subscription.access, stored):
+        readable: dict[AccessContext, bool] = {}  # many subscriptions share one subscriber
+        matched: list[str] = []
+        for subscription in live.candidates(event_keys(focus)):
+            if not raises_event(subscription.topic, subscription.criteria, focus, method=method):
                 continue
-            number = records.next_event_number(ctx.connection, subscription.id, now=ctx.now)
-            records.record_event(
-                ctx.connection,
-                subscription.id,
-                EventRecord(
-                    number,
-                    ctx.now,
-                    stored.resource_type,
-                    stored.id,
-                    stored.version_id,
-                    stored.method,
-                ),
-            )
-            enqueue_notification(
-                ctx, subscription.id, {"type": "event-notification", "event": number}
-            )
-            queued = True
-        return queued
+            access = subscription.access
+            if access not in readable:
+                readable[access] = self._readable(ctx, access, stored)
+            if readable[access]:
+                matched.append(subscription.id)
+        if not matched:
+            return False
+        # one statement each for every matching subscription: counters (locked in id order,
+        # the order candidates come in), the $events log and the outbox
+        numbers = records.next_event_numbers(ctx.connection, matched, now=ctx.now)
+        counted = [(sub_id, numbers[sub_id]) for sub_id in matched if sub_id in numbers]
+        focus_of = (stored.resource_type, stored.id, stored.version_id, stored.method)
+        records.record_events(
+            ctx.connection,
+            [(sub_id, EventRecord(number, ctx.now, *focus_of)) for sub_id, number in counted],
+        )
+        enqueue_many(
+            ctx.connection,
+            kind=SUBSCRIPTION_KIND,
+            messages=[
+                (sub_id, sub_id, event_payload(EventRecord(number, ctx.now, *focus_of)))
+                for sub_id, number in counted
+            ],
+        )
+        return bool(counted)
 
     def _event_of(
         self, ctx: WriteContext, stored: StoredVersion
@@ -180,18 +196,6 @@ class SubscriptionEvents:
             body = orjson.loads(previous.body) if previous and previous.body else None
             return "delete", body
         return ("create" if stored.version_id == 1 else "update"), orjson.loads(stored.body)
-
-    def _criteria_of(self, subscription: SubscriptionRecord) -> tuple[Criterion, ...]:
-        key = (subscription.topic.canonical, subscription.filters)
-        criteria = self._criteria.get(key)
-        if criteria is None:
-            criteria = filter_criteria(
-                subscription.topic, subscription.filters, local_base=self.service.fhir_base
-            )
-            if len(self._criteria) > 10_000:
-                self._criteria.clear()
-            self._criteria[key] = criteria
-        return criteria
 
     def _readable(self, ctx: WriteContext, actor: AccessContext, stored: StoredVersion) -> bool:
         """The subscriber may read the focus, as GET [type]/[id] decides. A delete is

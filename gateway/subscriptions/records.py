@@ -1,11 +1,17 @@
 """Reading and writing the ``subscription`` and ``subscription_event`` rows.
 
+Every change to which subscriptions are live or what they match (a new one, a client's new
+version, a move to ``off``) also draws a new ``subscription_generation`` token in the same
+transaction, which tells ``gateway.subscriptions.live`` when to read the table again.
+
 Event numbers come from one atomic ``UPDATE … SET events_since_start = events_since_start + 1
 … RETURNING`` in the writer's own transaction: the row stays locked until that transaction
 ends (PostgreSQL) or the whole database is (SQLite), so two writers never draw the same number,
 numbers follow commit order, and a rolled-back write leaves no gap.
 """
 
+import functools
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,10 +31,18 @@ from sqlalchemy import (
 from conformance.access import AccessContext, Grant
 from conformance.subscriptions import TOPICS, SubscriptionSpec, Topic
 from gateway.outbox.messages import REASON_LENGTH
-from gateway.subscriptions.tables import subscription_event_table, subscription_table
+from gateway.store.engine import is_sqlite
+from gateway.subscriptions.tables import (
+    subscription_event_table,
+    subscription_generation_table,
+    subscription_table,
+)
 
-S, E = subscription_table.c, subscription_event_table.c
+S, E, G = subscription_table.c, subscription_event_table.c, subscription_generation_table.c
 MICROS = 1_000_000
+GENERATION = "subscription"
+LIVE = ("requested", "active", "error")
+"""The statuses in which a subscription counts events (delivered once it answers)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,10 @@ def access_json(actor: AccessContext) -> str:
     ).decode()
 
 
+@functools.lru_cache(maxsize=1024)
 def access_from_json(text: str) -> AccessContext:
+    """Decoded once per distinct text (an ``AccessContext`` is immutable): a delivery reads its
+    subscription's row every time, and many subscriptions share a subscriber."""
     data = orjson.loads(text)
     grants = None
     if data["grants"] is not None:
@@ -144,6 +161,7 @@ def insert_subscription(
             **_config(spec),
         )
     )
+    new_generation(connection)
 
 
 def update_subscription(
@@ -160,6 +178,7 @@ def update_subscription(
         .where(S.id == subscription_id)
         .values(access=access_json(actor), status=status, last_error=None, **_config(spec))
     )
+    new_generation(connection)
 
 
 def get_subscription(connection: Connection, subscription_id: str) -> SubscriptionRecord | None:
@@ -167,16 +186,47 @@ def get_subscription(connection: Connection, subscription_id: str) -> Subscripti
     return _record(row) if row is not None else None
 
 
-def live_subscriptions(connection: Connection, resource_type: str) -> list[SubscriptionRecord]:
-    """Every subscription not ``off`` on topics about ``resource_type``: events are recorded
-    (and queued) while one is ``requested`` or in ``error``, and delivered once it answers."""
+def generation(connection: Connection) -> str | None:
+    """The token of the last committed change to live subscriptions (or this transaction's)."""
+    token: str | None = connection.execute(
+        select(G.token).where(G.name == GENERATION)
+    ).scalar_one_or_none()
+    return token
+
+
+def new_generation(connection: Connection) -> None:
+    """Draw a new random token (never reused, unlike a counter a rollback could take back)."""
+    token = secrets.token_hex(16)
+    changed = connection.execute(
+        update(subscription_generation_table).where(G.name == GENERATION).values(token=token)
+    ).rowcount
+    if not changed:
+        connection.execute(
+            insert(subscription_generation_table).values(name=GENERATION, token=token)
+        )
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """What the write side needs of a live subscription, as stored (JSON text undecoded)."""
+
+    id: str
+    topic: str
+    filters: str
+    access: str
+
+
+def live_configs(connection: Connection, resource_type: str) -> list[LiveConfig]:
+    """Every subscription not ``off`` on topics about ``resource_type``, in id order: events are
+    recorded (and queued) while one is ``requested`` or in ``error``, and delivered once it
+    answers."""
     rows = connection.execute(
-        select(subscription_table)
-        .where(S.resource_type == resource_type, S.status.in_(("requested", "active", "error")))
+        select(S.id, S.topic, S.filters, S.access)
+        .where(S.resource_type == resource_type, S.status.in_(LIVE))
         # by id: writers then lock the rows they count events on in one order, never deadlock
         .order_by(S.id)
     )
-    return [_record(row) for row in rows]
+    return [LiveConfig(row.id, row.topic, row.filters, row.access) for row in rows]
 
 
 def next_event_number(connection: Connection, subscription_id: str, *, now: int) -> int:
@@ -193,17 +243,48 @@ def next_event_number(connection: Connection, subscription_id: str, *, now: int)
     return int(number)
 
 
-def record_event(connection: Connection, subscription_id: str, event: EventRecord) -> None:
-    connection.execute(
-        insert(subscription_event_table).values(
-            subscription_id=subscription_id,
-            event_number=event.number,
-            occurred_at=event.occurred_at,
-            focus_type=event.focus_type,
-            focus_id=event.focus_id,
-            focus_version=event.focus_version,
-            method=event.method,
+def next_event_numbers(
+    connection: Connection, subscription_ids: Sequence[str], *, now: int
+) -> dict[str, int]:
+    """``next_event_number`` for several subscriptions at once (ids in id order): on
+    PostgreSQL their rows are locked in that order first, so writers never deadlock."""
+    if len(subscription_ids) == 1:
+        [only] = subscription_ids
+        return {only: next_event_number(connection, only, now=now)}
+    if not is_sqlite(connection):
+        connection.execute(
+            select(S.id).where(S.id.in_(subscription_ids)).order_by(S.id).with_for_update()
+        ).all()
+    rows = connection.execute(
+        update(subscription_table)
+        .where(S.id.in_(subscription_ids))
+        .values(
+            events_since_start=S.events_since_start + 1,
+            next_heartbeat_at=_one_period_after(now),
         )
+        .returning(S.id, S.events_since_start)
+    )
+    return {row.id: int(row.events_since_start) for row in rows}
+
+
+def record_events(connection: Connection, events: Sequence[tuple[str, EventRecord]]) -> None:
+    """Log (subscription id, event) pairs in one statement."""
+    if not events:
+        return
+    connection.execute(
+        insert(subscription_event_table),
+        [
+            {
+                "subscription_id": subscription_id,
+                "event_number": event.number,
+                "occurred_at": event.occurred_at,
+                "focus_type": event.focus_type,
+                "focus_id": event.focus_id,
+                "focus_version": event.focus_version,
+                "method": event.method,
+            }
+            for subscription_id, event in events
+        ],
     )
 
 
@@ -246,6 +327,8 @@ def move_status(
         .where(and_(S.id == subscription_id, S.status.in_(list(from_statuses))))
         .values(**values)
     ).rowcount
+    if moved and status not in LIVE:
+        new_generation(connection)
     return bool(moved)
 
 
@@ -287,6 +370,10 @@ def _one_period_after(now: int) -> ColumnElement[int]:
     return literal(now, BigInteger) + cast(S.heartbeat_s, BigInteger) * MICROS
 
 
+def filter_pairs(filters_json: str) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k), str(v)) for k, v in orjson.loads(filters_json))
+
+
 def _record(row: object) -> SubscriptionRecord:
     r = row._mapping  # type: ignore[attr-defined]
     return SubscriptionRecord(
@@ -294,7 +381,7 @@ def _record(row: object) -> SubscriptionRecord:
         owner=r["owner"],
         access=access_from_json(r["access"]),
         topic=TOPICS[r["topic"]],
-        filters=tuple((str(k), str(v)) for k, v in orjson.loads(r["filters"])),
+        filters=filter_pairs(r["filters"]),
         channel=r["channel"],
         endpoint=r["endpoint"],
         headers=tuple((str(k), str(v)) for k, v in orjson.loads(r["headers"])),

@@ -11,9 +11,7 @@ from gateway.outbox import DeliveryResult
 from gateway.store import resource_rows
 from gateway.subscriptions import records
 from gateway.subscriptions.events import SERVER
-from gateway.subscriptions.records import SubscriptionRecord
-
-LIVE = ("requested", "active", "error")
+from gateway.subscriptions.records import LIVE, SubscriptionRecord
 
 
 class StatusMoves:

@@ -54,5 +54,18 @@ class SubscriptionEventRow(SQLModel, table=True):
     method: str = Field(max_length=8)
 
 
+class SubscriptionGenerationRow(SQLModel, table=True):
+    """One row: a new random token each time a subscription is created, changed or turned
+    off, so a process that keeps subscriptions in memory knows, with one cheap read in its
+    own transaction, whether what it holds is still what the table says. Random, never a
+    counter: a rolled-back change's value never comes back to stand for another change."""
+
+    __tablename__ = "subscription_generation"
+
+    name: str = Field(primary_key=True, max_length=32)
+    token: str = Field(max_length=32)
+
+
 subscription_table: Any = SubscriptionRow.__table__  # type: ignore[attr-defined]
 subscription_event_table: Any = SubscriptionEventRow.__table__  # type: ignore[attr-defined]
+subscription_generation_table: Any = SubscriptionGenerationRow.__table__  # type: ignore[attr-defined]

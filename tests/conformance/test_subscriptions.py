@@ -11,7 +11,9 @@ from conformance.subscriptions import (
     NotificationEvent,
     SubscriptionState,
     event_focus,
+    event_keys,
     filter_criteria,
+    filter_keys,
     notification_bundle,
     raises_event,
     read_subscription,
@@ -87,6 +89,48 @@ def test_task_topic_matches_like_a_search(
     criteria = filter_criteria(TASK_TOPIC, pairs, local_base=BASE)  # type: ignore[arg-type]
     focus = event_focus(resource, local_base=BASE)
     assert raises_event(TASK_TOPIC, criteria, focus, method="update") is expected
+    assert_keys_never_rule_out_a_match(criteria, focus, expected=expected)
+
+
+def assert_keys_never_rule_out_a_match(criteria: Any, focus: Any, *, expected: bool) -> None:
+    """A subscription is skipped when its filter keys share none with the write's; that
+    must never skip one that raises an event."""
+    keys = filter_keys(criteria)
+    if expected:
+        assert keys is None or keys & event_keys(focus)
+
+
+@pytest.mark.parametrize(
+    ("filters", "keys"),
+    [
+        (("requester=Organization/mercy",), {("requester", "mercy")}),
+        ((f"requester={BASE}/Organization/mercy",), {("requester", "mercy")}),
+        (
+            ("status=accepted,in-progress", "owner=Organization/food-bank"),
+            {("owner", "food-bank")},  # the filter with fewest values
+        ),
+        (("status:not=accepted",), None),  # a modifier: nothing a match must show
+        (("requester:missing=true",), None),
+        (("_lastUpdated=gt2026-01-01",), None),
+        ((), None),
+    ],
+)
+def test_filter_keys_name_what_a_write_must_show_to_match(
+    filters: tuple[str, ...], keys: set[tuple[str, str]] | None
+) -> None:
+    pairs = [tuple(f.split("=", 1)) for f in filters]
+    criteria = filter_criteria(TASK_TOPIC, pairs, local_base=BASE)  # type: ignore[arg-type]
+    assert filter_keys(criteria) == (None if keys is None else frozenset(keys))
+
+
+def test_event_keys_include_the_organizations_behind_practitioner_roles() -> None:
+    resource = task(requester={"reference": "PractitionerRole/mercy-nurse"})
+    parties = TaskParties(requester="Organization/mercy", owner=None)
+    keys = event_keys(event_focus(resource, local_base=BASE, parties=parties))
+    assert {("requester", "mercy-nurse"), ("requester", "mercy")} <= keys
+    assert ("owner", "food-bank") in keys
+    assert ("status", "accepted") in keys
+    assert ("requester", "mercy") not in event_keys(event_focus(resource, local_base=BASE))
 
 
 @pytest.mark.parametrize(
@@ -113,6 +157,7 @@ def test_requester_and_owner_filters_name_organizations_behind_practitioner_role
     )
     focus = event_focus(resource, local_base=BASE, parties=parties)
     assert raises_event(TASK_TOPIC, criteria, focus, method="update") is expected
+    assert_keys_never_rule_out_a_match(criteria, focus, expected=expected)
     assert not raises_event(
         TASK_TOPIC,
         filter_criteria(TASK_TOPIC, [("requester", "Organization/mercy")], local_base=BASE),

@@ -398,6 +398,52 @@ def test_claim__a_lease_left_by_a_dead_worker_is_claimed_again_after_it_runs_out
     assert attempts[0].worker == "ghost:1:dead"
 
 
+def test_claim__takes_a_run_of_one_key_up_to_the_first_message_not_due(
+    engine: Engine,
+) -> None:
+    ids = _enqueue(engine, "cbo-1", "task-1", count=5)
+    with write_transaction(engine) as connection:  # the fourth is scheduled for later
+        connection.execute(
+            update(outbox_table)
+            .where(outbox_table.c.id == ids[3])
+            .values(next_attempt_at=now_us() + 60_000_000)
+        )
+    other = _enqueue(engine, "cbo-2", "task-2", count=2)
+    claimed = claim_due(
+        engine,
+        kinds=["webhook"],
+        worker="w",
+        limit=5,
+        lease_us=60_000_000,
+        now=now_us(),
+        run_length=4,
+    )
+    assert [m.id for m in claimed] == [*ids[:3], *other]
+    assert all(m.attempt == 1 for m in claimed)
+
+
+def test_worker__a_retry_in_a_run_hands_back_the_rest_unattempted_then_all_go_in_order(
+    engine: Engine,
+) -> None:
+    ids = _enqueue(engine, "cbo-1", "task-1", count=5)
+    sent: list[str] = []
+
+    async def flaky(message: OutboxMessage) -> DeliveryResult:
+        sent.append(message.id)
+        if message.id == ids[2] and sent.count(message.id) == 1:
+            return DeliveryResult.retry("HTTP 503", status_code=503)
+        return DeliveryResult.delivered(status_code=200)
+
+    async def scenario(_: httpx.AsyncClient) -> None:
+        async with OutboxWorker(engine, {"webhook": flaky}, options=FAST):
+            await _until(lambda: all(_message(engine, i).status == "delivered" for i in ids))
+
+    _run(scenario)
+    assert sent == [ids[0], ids[1], ids[2], ids[2], ids[3], ids[4]]
+    assert [_message(engine, i).attempts for i in ids] == [1, 1, 2, 1, 1]
+    assert [(a.attempt, a.outcome) for a in _attempts(engine, ids[3])] == [(1, "delivered")]
+
+
 def test_claim__racing_claimers_never_take_the_same_message(
     engine: Engine, database_url: str
 ) -> None:

@@ -21,7 +21,9 @@ from sqlalchemy import Engine, select
 from conformance.access import AccessContext
 from gateway.app import create_app
 from gateway.fhir.write_context import now_us
+from gateway.outbox import enqueue
 from gateway.settings import Settings
+from gateway.store.engine import make_engine, write_transaction
 from gateway.subscriptions.tables import subscription_event_table
 from tests import builders
 from tests.adapters.smtp_server import running_mail_server
@@ -641,3 +643,122 @@ def test_the_example_receiver_points_out_a_gap_and_refuses_strangers() -> None:
     text = "".join(lines)
     assert "event 3: Task/t1  <- expected event 2: ask $events" in text
     assert "event 4" not in text
+
+
+def events_of(engine: Engine, sub_id: str) -> list[str]:
+    """The focus of each event counted on ``sub_id``, in event-number order."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(subscription_event_table.c.focus_id)
+            .where(subscription_event_table.c.subscription_id == sub_id)
+            .order_by(subscription_event_table.c.event_number)
+        ).all()
+    return [row.focus_id for row in rows]
+
+
+def test_a_subscription_changed_by_another_process_counts_from_the_next_write(
+    client: TestClient, settings: Settings, engine: Engine
+) -> None:
+    """Each process keeps the live subscriptions in memory; one created, refiltered or turned
+    off through a second app on the same database is honoured by the first app's next write."""
+    first: Any = client.app
+    hospital = AccessContext(organization=HOSPITAL, client_id="test-client")
+
+    def write(task_id: str) -> None:
+        body = task(task_id, requester={"reference": HOSPITAL})
+        first.state.fhir.update(hospital, "Task", task_id, body)
+
+    refer(client, "task-0")
+    kept = subscribe(client, subscription(loopback()))
+    write("task-1")  # the first app now holds the live set, with one subscription
+    own_engine = make_engine(settings.database_url)  # as another process would have
+    other = create_app(settings.model_copy(update={"outbox_worker": False}), engine=own_engine)
+    with TestClient(other, base_url=BASE_URL) as second:
+        added = subscribe(second, subscription(loopback("/other")))
+        write("task-2")
+        assert events_of(engine, added) == ["task-2"]
+        current = second.get(f"/fhir/Subscription/{added}", headers=as_org(HOSPITAL)).json()
+        narrowed = subscription(loopback("/other"), filters=(f"Task?owner={OTHER_CBO}",))
+        response = second.put(
+            f"/fhir/Subscription/{added}",
+            json={**narrowed, "id": added, "status": current["status"]},
+            headers=as_org(HOSPITAL),
+        )
+        assert response.status_code == 200, response.text
+        write("task-3")  # owned by CBO: no longer the added subscription's
+        write("task-4")
+        first.state.fhir.update(
+            hospital, "Task", "task-4", task("task-4", owner={"reference": OTHER_CBO})
+        )
+        assert events_of(engine, added) == ["task-2", "task-4"]
+        current = second.get(f"/fhir/Subscription/{added}", headers=as_org(HOSPITAL)).json()
+        off = second.put(
+            f"/fhir/Subscription/{added}",
+            json={**current, "status": "off"},
+            headers=as_org(HOSPITAL),
+        )
+        assert off.status_code == 200, off.text
+        write("task-5")
+    assert events_of(engine, added) == ["task-2", "task-4"]
+    assert events_of(engine, kept) == ["task-1", "task-2", "task-3", "task-4", "task-4", "task-5"]
+
+
+def test_a_subscription_rolled_back_with_its_write_never_counts_events(
+    client: TestClient, engine: Engine
+) -> None:
+    """A write that creates a subscription and fails leaves nothing behind in any process's
+    memory: the next write does not count events on the subscription that never was."""
+    app: Any = client.app
+    service = app.state.fhir
+    hospital = AccessContext(organization=HOSPITAL, client_id="test-client")
+    refer(client, "task-0")
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("a later step of the write failed")
+
+    def write_both() -> None:
+        with service.writing(hospital) as ctx:
+            service.create_in(ctx, subscription(loopback()))
+            service.update_in(ctx, "task-1", task("task-1", requester={"reference": HOSPITAL}))
+
+    service.write_listeners.append(fail)  # runs after the subscriptions' listener
+    try:
+        with pytest.raises(RuntimeError):
+            write_both()
+    finally:
+        service.write_listeners.remove(fail)
+    kept = subscribe(client, subscription(loopback()))
+    service.update(hospital, "Task", "task-1", task("task-1", requester={"reference": HOSPITAL}))
+    with engine.connect() as connection:
+        counted = connection.execute(select(subscription_event_table.c.subscription_id)).all()
+    assert [row.subscription_id for row in counted] == [kept]
+
+
+def test_an_event_queued_without_its_focus_is_rendered_from_the_event_log(
+    client: TestClient, engine: Engine
+) -> None:
+    """Event payloads carry the focus now; one queued before they did (its number alone)
+    still goes out whole, read back from the $events log."""
+    with running_receiver(UNSIGNED) as receiver:
+        sub_id = subscribe(client, subscription(receiver.url()))
+        wait_for(lambda: subscription_status(client, sub_id) == "active")
+        refer(client)
+        wait_for(lambda: len(of_type(receiver, "event-notification")) == 1)
+        with write_transaction(engine) as connection:
+            enqueue(
+                connection,
+                kind="subscription",
+                destination=sub_id,
+                ordering_key=sub_id,
+                payload={"type": "event-notification", "event": 1},
+            )
+        app: Any = client.app
+        app.state.outbox.wake()
+        wait_for(lambda: len(of_type(receiver, "event-notification")) == 2)
+    first, again = of_type(receiver, "event-notification")
+    assert (
+        status_of(first)["events"]
+        == status_of(again)["events"]
+        == [(1, f"{FHIR_BASE}/Task/task-1")]
+    )
+    assert first["entry"][1:] == again["entry"][1:]
