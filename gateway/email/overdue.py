@@ -9,8 +9,6 @@ table's primary key (referral, organization, stage) lets exactly one scan win, w
 process runs it and however often, so each referral gets one reminder per stage.
 """
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -26,6 +24,7 @@ from gateway.email.tables import reminder_table
 from gateway.fhir.write_context import now_us
 from gateway.partners.policy import Partner, get_partner
 from gateway.partners.tables import partner_table
+from gateway.periodic import Periodic
 from gateway.referrals.cbo_core import CboApi
 from gateway.store.engine import read_transaction, write_transaction
 from gateway.store.tables import task_party_table
@@ -54,7 +53,7 @@ class OverdueReminders:
         self.wake_outbox = wake_outbox
         self.scans = 0
         """Scans finished by this object (tests wait on it)."""
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("overdue scan", interval_s, self._scan_and_log)
 
     def scan(self, *, now: int | None = None) -> int:
         """Enqueue a reminder for every overdue referral not reminded of yet at its stage;
@@ -136,26 +135,12 @@ class OverdueReminders:
     # -- the periodic task -----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("the overdue scan is already running")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loopgate-overdue")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                # many referrals mean many short reads: keep them off the event loop
-                reminded = await asyncio.to_thread(self.scan)
-            except Exception as error:  # the database is away: try again next time
-                log.warning("overdue scan failed (%s)", type(error).__name__)
-                continue
-            if reminded:
-                log.info("overdue scan: reminders for %d referrals", reminded)
+    def _scan_and_log(self) -> None:
+        reminded = self.scan()
+        if reminded:
+            log.info("overdue scan: reminders for %d referrals", reminded)

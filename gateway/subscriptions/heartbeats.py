@@ -6,20 +6,16 @@ many Loopgate processes scan, each heartbeat is queued once. An event also postp
 heartbeat (``records.next_event_number``): a busy subscription gets none.
 """
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 
 from sqlalchemy import Engine
 
 from gateway.fhir.write_context import now_us
 from gateway.outbox import enqueue
+from gateway.periodic import Periodic
 from gateway.store.engine import read_transaction, write_transaction
 from gateway.subscriptions import records
 from gateway.subscriptions.events import SUBSCRIPTION_KIND
-
-log = logging.getLogger("loopgate.subscriptions")
 
 
 class Heartbeats:
@@ -29,7 +25,7 @@ class Heartbeats:
         self.engine = engine
         self.interval_s = interval_s
         self.wake_outbox = wake_outbox
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("heartbeat scan", interval_s, self.scan)
 
     def scan(self, *, now: int | None = None) -> int:
         """Queue the heartbeats due at ``now`` (epoch µs); returns how many."""
@@ -52,22 +48,7 @@ class Heartbeats:
         return len(due)
 
     def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("the heartbeat scan is already running")
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loopgate-heartbeats")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                self.scan()
-            except Exception as error:  # the database is away: try again next time
-                log.warning("heartbeat scan failed (%s)", type(error).__name__)
+        await self._periodic.stop()

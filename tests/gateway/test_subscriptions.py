@@ -762,3 +762,25 @@ def test_an_event_queued_without_its_focus_is_rendered_from_the_event_log(
         == [(1, f"{FHIR_BASE}/Task/task-1")]
     )
     assert first["entry"][1:] == again["entry"][1:]
+
+
+def test_the_background_scan_sends_heartbeats_while_nothing_happens(
+    settings: Settings, engine: Engine, signing_key: dict[str, Any]
+) -> None:
+    """With the scan running on its own (as in production), a quiet subscription hears a
+    heartbeat about every heartbeatPeriod, without anyone driving the scan."""
+    scanning = settings.model_copy(
+        update={"outbox_poll_interval_s": 0.05, "subscription_heartbeat_scan_s": 0.05}
+    )
+    store_signing_key(engine, signing_key)
+    receiver = WebhookReceiver(UNSIGNED).start()
+    try:
+        with TestClient(create_app(scanning, engine=engine), base_url=BASE_URL) as app_client:
+            builders.TOKENS[HOSPITAL] = mint(engine, organization=HOSPITAL)
+            subscribe(app_client, subscription(receiver.url("/hook"), heartbeat_s=1))
+            wait_for(lambda: len(of_type(receiver, "heartbeat")) >= 2)
+    finally:
+        receiver.stop()
+        builders.TOKENS.clear()
+    assert len(of_type(receiver, "handshake")) == 1
+    assert {status_of(b)["status"] for b in of_type(receiver, "heartbeat")} == {"active"}
