@@ -10,7 +10,6 @@ attempt looks the URL and secret up again. Losing a referral event is worse than
 (reference/peers.md §6). ``Retry-After`` (RFC 9110 §10.2.3) is passed on to the scheduler.
 """
 
-import ipaddress
 import socket
 import ssl
 import time
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from adapters.webhooks.signature import webhook_headers
+from conformance.loopback import is_loopback
 
 WEBHOOK_TIMEOUT_S = 10.0
 """The spec suggests 15–30 s; CBO endpoints that answer at all answer well within 10."""
@@ -53,18 +53,9 @@ def webhook_url_problem(url: str) -> str | None:
         return "invalid webhook URL"
     if not host or parts.scheme not in ("https", "http"):
         return "invalid webhook URL"
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         return "webhook URL must use https"
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def deliver_webhook(

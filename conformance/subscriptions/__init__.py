@@ -6,7 +6,6 @@ from conformance.subscriptions.channels import (
     EMAIL,
     REST_HOOK,
     email_address,
-    is_loopback,
     rest_hook_problem,
 )
 from conformance.subscriptions.filters import (
@@ -53,7 +52,6 @@ __all__ = [
     "event_keys",
     "filter_criteria",
     "filter_keys",
-    "is_loopback",
     "notification_bundle",
     "raises_event",
     "read_subscription",

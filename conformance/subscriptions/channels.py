@@ -6,9 +6,10 @@ machine); e-mail endpoints are one ``mailto:`` address. Custom headers are sent 
 except the few that would change how the request itself is framed or routed.
 """
 
-import ipaddress
 import re
 from urllib.parse import unquote, urlsplit
+
+from conformance.loopback import is_loopback
 
 REST_HOOK = "rest-hook"
 EMAIL = "email"
@@ -36,15 +37,6 @@ def rest_hook_problem(endpoint: str) -> str | None:
     if parts.scheme == "http" and not is_loopback(host):
         return "must use https (http is allowed only to a loopback address)"
     return None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def email_address(endpoint: str) -> str | None:
