@@ -6,7 +6,7 @@ through model classes (reference/perf.md §4.1). Times are UTC epoch microsecond
 as integers on SQLite and PostgreSQL alike.
 """
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -154,6 +154,25 @@ class OutboxMessageRow(SQLModel, table=True):
         UniqueConstraint("id", name="uq_outbox_message_id"),
         Index("ix_outbox_message_due", "status", "next_attempt_at"),
         Index("ix_outbox_message_order", "kind", "destination", "ordering_key", "status", "seq"),
+        # the claim's walk from one key's first pending message to the next (claims.py)
+        Index(
+            "ix_outbox_message_pending_key",
+            "kind",
+            "destination",
+            "ordering_key",
+            "seq",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # the claim's look for pending messages with no ordering key (claims.py)
+        Index(
+            "ix_outbox_message_pending_unordered",
+            "ordering_key",
+            "next_attempt_at",
+            "seq",
+            sqlite_where=text("status = 'pending' AND ordering_key IS NULL"),
+            postgresql_where=text("status = 'pending' AND ordering_key IS NULL"),
+        ),
     )
 
     seq: int | None = Field(

@@ -422,6 +422,38 @@ def test_claim__takes_a_run_of_one_key_up_to_the_first_message_not_due(
     assert all(m.attempt == 1 for m in claimed)
 
 
+def test_claim__finds_each_keys_first_message_behind_long_queues_oldest_due_first(
+    engine: Engine,
+) -> None:
+    # many keys due: found among the messages due longest
+    fanned_out = [_enqueue(engine, f"cbo-{n}", "task-9")[0] for n in range(10, 20)]
+    claimed = claim_due(
+        engine, kinds=["webhook"], worker="w", limit=4, lease_us=60_000_000, now=now_us()
+    )
+    assert [m.id for m in claimed] == fanned_out[:4]
+
+    # few keys, each with many waiting behind its first: found key by key
+    with write_transaction(engine) as connection:  # another kind's keys sort before and after
+        for kind in ("auto-decline", "zz-later"):
+            enqueue(connection, kind=kind, destination="cbo-1", ordering_key="task-1", payload={})
+    busy = _enqueue(engine, "cbo-1", "task-1", count=40)
+    second = _enqueue(engine, "cbo-1", "task-2", count=40)
+    [unordered] = _enqueue(engine, "cbo-3", None)
+    third = _enqueue(engine, "cbo-2", "task-1", count=40)
+    with write_transaction(engine) as connection:  # its first is out with another worker
+        connection.execute(
+            update(outbox_table)
+            .where(outbox_table.c.id == busy[0])
+            .values(claimed_by="other", claimed_until=now_us() + 60_000_000, attempts=1)
+        )
+
+    claimed = claim_due(
+        engine, kinds=["webhook"], worker="w", limit=10, lease_us=60_000_000, now=now_us()
+    )
+    # one per key, none of a key whose first message is out, oldest due first
+    assert [m.id for m in claimed] == [*fanned_out[4:], second[0], unordered, third[0]]
+
+
 def test_worker__a_retry_in_a_run_hands_back_the_rest_unattempted_then_all_go_in_order(
     engine: Engine,
 ) -> None:
