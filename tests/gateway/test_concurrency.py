@@ -167,20 +167,3 @@ def test_live_events__racing_referrals_are_numbered_one_after_another(
     for organization in (CBO, HOSPITAL):
         seqs = sorted(row.seq for row in rows if row.organization == organization)
         assert seqs == list(range(1, WRITERS + 2))  # task-1 and the racers
-
-
-@pytest.mark.postgres
-def test_engine__replaces_a_pooled_connection_the_server_dropped_while_idle(
-    database_url: str, engine: Engine
-) -> None:
-    own = make_engine(database_url, ping_after_idle_s=0)  # every checkout counts as idle
-    try:
-        with own.connect() as connection:
-            first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        with engine.connect() as other:  # the server drops it (a restart, an idle timeout)
-            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(first or 0)}, 10000)")
-        with own.connect() as connection:
-            second = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        assert second != first
-    finally:
-        own.dispose()
