@@ -49,7 +49,6 @@ class OverdueReminders:
     ) -> None:
         self.engine = engine
         self.cbo = cbo
-        self.interval_s = interval_s
         self.wake_outbox = wake_outbox
         self.scans = 0
         """Scans finished by this object (tests wait on it)."""

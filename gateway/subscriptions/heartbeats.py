@@ -23,7 +23,6 @@ class Heartbeats:
         self, engine: Engine, *, interval_s: float, wake_outbox: Callable[[], None] | None = None
     ) -> None:
         self.engine = engine
-        self.interval_s = interval_s
         self.wake_outbox = wake_outbox
         self._periodic = Periodic("heartbeat scan", interval_s, self.scan)
 
