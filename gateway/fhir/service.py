@@ -352,7 +352,11 @@ class FhirService:
             digest = hashlib.sha256(f"{resource_type}?{query}".encode()).digest()
             key = int.from_bytes(digest[:8], "big", signed=True)
             ctx.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-        matches = search_query.find_matches(ctx.connection, request)
+        token = search_query.one_token_request(request)
+        if token is not None:
+            matches = search_query.find_by_token(ctx.connection, request, token)
+        else:
+            matches = search_query.find_matches(ctx.connection, request)
         if len(matches) > 1:
             raise MultipleMatches("If-None-Exist matches more than one resource")
         return matches[0] if matches else None

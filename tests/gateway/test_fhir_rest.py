@@ -224,6 +224,33 @@ def test_conditional_create__several_matches_is_412(client: TestClient) -> None:
     assert client.get("/fhir/Patient", headers=as_org(HOSPITAL)).json()["total"] == 2
 
 
+def test_conditional_create__deleted_matches_and_other_systems_do_not_count(
+    client: TestClient,
+) -> None:
+    """``identifier=|9`` means "9 with no system"; a deleted Patient is no match."""
+    headers = as_org(HOSPITAL)
+    client.post(
+        "/fhir/Patient",
+        json=_patient(identifier=[{"system": "urn:other", "value": "9"}]),
+        headers=headers,
+    )
+    gone = client.post(
+        "/fhir/Patient", json=_patient(identifier=[{"value": "9"}]), headers=headers
+    ).json()
+    assert client.delete(f"/fhir/Patient/{gone['id']}", headers=headers).status_code in (200, 204)
+    conditional = as_org(HOSPITAL, **{"If-None-Exist": "identifier=|9"})
+    created = client.post(
+        "/fhir/Patient", json=_patient(identifier=[{"value": "9"}]), headers=conditional
+    )
+    assert created.status_code == 201
+    assert created.json()["id"] != gone["id"]
+    again = client.post(
+        "/fhir/Patient", json=_patient(identifier=[{"value": "9"}]), headers=conditional
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == created.json()["id"]
+
+
 def test_conditional_read__if_none_match_and_if_modified_since_give_304(client: TestClient) -> None:
     created = client.post("/fhir/Patient", json=_patient(), headers=as_org(HOSPITAL))
     url = f"/fhir/Patient/{created.json()['id']}"

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import Engine, event
 
 from tests.builders import (
     ADMIN,
@@ -1404,3 +1405,37 @@ def test_search_updated__the_index_follows_every_parameter_type(client: TestClie
             ({"identifier": "MRN-0048213"}, []),  # the new version has no identifier
         ],
     )
+
+
+def test_search_by_an_identifier__sqlite_starts_from_the_index_rows_not_every_patient(
+    client: TestClient, engine: Engine
+) -> None:
+    """Without planner statistics (a new database) SQLite walked every Patient in
+    ``_lastUpdated`` order to skip a sort, so a lookup by identifier grew with the table."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans with its own statistics")
+    for n in range(3):
+        client.post(
+            "/fhir/Patient",
+            json={"resourceType": "Patient", "identifier": [{"system": MRN, "value": f"p{n}"}]},
+            headers=as_org(HOSPITAL),
+        )
+    searches: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "search_token" in statement:
+            searches.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        found = search(client, "Patient", {"identifier": f"{MRN}|p1"}, org=HOSPITAL)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert found["total"] == 1
+    assert searches
+    with engine.connect() as connection:
+        for statement, parameters in searches:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            steps = " | ".join(str(row[-1]) for row in plan)
+            assert "ix_resource_type_updated" not in steps, steps
+            assert "search_token USING COVERING INDEX ix_search_token_lookup" in steps, steps
