@@ -5,7 +5,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import BigInteger, Connection, bindparam, delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -42,24 +42,37 @@ def append_events(
     """
     if not events:
         return
-    upsert = sqlite_insert if is_sqlite(connection) else postgresql_insert
-    bumped = (
-        upsert(sequence_table)
-        .values(organization=organization, last_seq=len(events))
-        .on_conflict_do_update(
-            index_elements=[_S.organization], set_={"last_seq": _S.last_seq + len(events)}
-        )
-        .returning(_S.last_seq)
+    bump = _BUMP_SQLITE if is_sqlite(connection) else _BUMP_POSTGRESQL
+    last = int(
+        connection.execute(bump, {"organization": organization, "count": len(events)}).scalar_one()
     )
-    last = int(connection.execute(bumped).scalar_one())
     first = last - len(events) + 1
     connection.execute(
-        insert(event_table),
+        _INSERT_EVENTS,
         [
             {**event, "organization": organization, "seq": first + offset}
             for offset, event in enumerate(events)
         ],
     )
+
+
+def _bump(upsert: Any) -> Any:
+    """``last_seq += count`` for one organization (its first events create the row), returning
+    the new value; built once per dialect, as building it cost more than running it."""
+    count = bindparam("count", type_=BigInteger)
+    return (
+        upsert(sequence_table)
+        .values(organization=bindparam("organization"), last_seq=count)
+        .on_conflict_do_update(
+            index_elements=[_S.organization], set_={"last_seq": _S.last_seq + count}
+        )
+        .returning(_S.last_seq)
+    )
+
+
+_BUMP_SQLITE = _bump(sqlite_insert)
+_BUMP_POSTGRESQL = _bump(postgresql_insert)
+_INSERT_EVENTS = insert(event_table)
 
 
 def last_seq(connection: Connection, organization: str) -> int:
