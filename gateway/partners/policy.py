@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from adapters.webhooks import new_webhook_secret, webhook_url_problem
 from adapters.webhooks.signature import secret_key
@@ -91,9 +91,12 @@ class PartnerSpec(BaseModel):
         return emails
 
 
+_PARTNER = select(partner_table).where(P.organization == bindparam("organization"))
+
+
 def get_partner(connection: Connection, organization: str) -> Partner:
     """The partner's settings; an organization without a row gets the defaults."""
-    row = connection.execute(select(partner_table).where(P.organization == organization)).first()
+    row = connection.execute(_PARTNER, {"organization": organization}).first()
     if row is None:
         return Partner(organization)
     return Partner(
