@@ -348,15 +348,16 @@ class FhirService:
             raise BadRequest("If-None-Exist needs search parameters, e.g. identifier=sys|value")
         request = self.parse_search(resource_type, pairs)
         request.count, request.offset, request.sort = 2, 0, []
-        if not is_sqlite(ctx.connection):  # serialise identical conditional creates
+        connection = ctx.reading_type(resource_type)
+        if not is_sqlite(connection):  # serialise identical conditional creates
             digest = hashlib.sha256(f"{resource_type}?{query}".encode()).digest()
             key = int.from_bytes(digest[:8], "big", signed=True)
-            ctx.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         token = search_query.one_token_request(request)
         if token is not None:
-            matches = search_query.find_by_token(ctx.connection, request, token)
+            matches = search_query.find_by_token(connection, request, token)
         else:
-            matches = search_query.find_matches(ctx.connection, request)
+            matches = search_query.find_matches(connection, request)
         if len(matches) > 1:
             raise MultipleMatches("If-None-Exist matches more than one resource")
         return matches[0] if matches else None
@@ -389,7 +390,9 @@ class FhirService:
         root: str | None = None,
     ) -> WriteResult:
         resource_type = str(resource["resourceType"])
-        old = resource_rows.current(ctx.connection, resource_type, resource_id, for_update=True)
+        old = resource_rows.current(
+            ctx.reading([(resource_type, resource_id)]), resource_type, resource_id, for_update=True
+        )
         if if_match is not None and (old is None or old.deleted or old.version_id != if_match):
             raise VersionConflict(
                 f"{resource_type}/{resource_id} is not at version {if_match}; read it again "
@@ -432,7 +435,9 @@ class FhirService:
         return WriteResult(stored, created=False)
 
     def delete_in(self, ctx: WriteContext, resource_type: str, resource_id: str) -> bool:
-        old = resource_rows.current(ctx.connection, resource_type, resource_id, for_update=True)
+        old = resource_rows.current(
+            ctx.reading([(resource_type, resource_id)]), resource_type, resource_id, for_update=True
+        )
         if old is None:
             raise ResourceNotFound(f"{resource_type}/{resource_id} is not stored on Loopgate")
         self._check_may_change(ctx, old)
@@ -471,7 +476,9 @@ class FhirService:
     def finish(self, ctx: WriteContext) -> None:
         """Checks deferred to the end of a transaction (references between its entries)."""
         written = {(s.resource_type, s.id) for s in ctx.written if not s.deleted}
-        verify_targets_exist(ctx.connection, ctx.pending_references, written=written)
+        targets = ctx.pending_references
+        connection = ctx.reading(key for _, key in targets if key not in written)
+        verify_targets_exist(connection, targets, written=written)
 
     def _check_references(
         self, ctx: WriteContext, resource: dict[str, Any], *, root: str | None
@@ -481,7 +488,8 @@ class FhirService:
             ctx.pending_references.extend(targets)
         else:
             self_key = (str(resource["resourceType"]), str(resource["id"]))
-            verify_targets_exist(ctx.connection, targets, written={self_key})
+            connection = ctx.reading(key for _, key in targets if key != self_key)
+            verify_targets_exist(connection, targets, written={self_key})
 
     def _store(
         self,

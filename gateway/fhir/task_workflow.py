@@ -133,7 +133,8 @@ class TaskWorkflow:
             return parsed.key
         if parsed.resource_type not in holders or not parsed.is_local:
             return None
-        holder = resource_rows.current(ctx.connection, parsed.resource_type, parsed.id)
+        key = (parsed.resource_type, parsed.id)
+        holder = resource_rows.current(ctx.reading([key]), *key)
         if holder is None or holder.deleted or holder.body is None:
             return None
         return reference_key(organization_of(orjson.loads(holder.body)), local_base=self.fhir_base)
@@ -155,7 +156,7 @@ class TaskWorkflow:
                 wanted[value] = ("Procedure", parsed.id)
         if not wanted:
             return {}
-        stored = resource_rows.current_many(ctx.connection, wanted.values())
+        stored = resource_rows.current_many(ctx.reading(wanted.values()), wanted.values())
         facts = {}
         for value, key in wanted.items():
             version = stored.get(key)

@@ -1,7 +1,7 @@
 """The state one logical write carries: its connection, actor, timestamp and pending rows."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,27 @@ class WriteContext:
         """The transaction's connection for reading: the rows this write has added so far are
         sent first, so every read sees them."""
         self.pending.flush(self._connection)
+        return self._connection
+
+    def reading(self, keys: Iterable[tuple[str, str]]) -> Connection:
+        """The connection for reading these resources (by type and id): the rows this write
+        has added are sent first only if they write one of them, so a transaction's pending
+        rows usually go in one batch at the end."""
+        if self.pending.touches(keys):
+            self.pending.flush(self._connection)
+        return self._connection
+
+    @property
+    def other_tables(self) -> Connection:
+        """The connection for statements on tables this write's pending rows never touch
+        (partners, event counters and logs, subscriptions, the outbox): nothing is sent
+        first."""
+        return self._connection
+
+    def reading_type(self, resource_type: str) -> Connection:
+        """The connection for searching one resource type (see ``reading``)."""
+        if self.pending.touches_type(resource_type):
+            self.pending.flush(self._connection)
         return self._connection
 
     def flush(self) -> None:

@@ -37,7 +37,7 @@ class ReferralEventRecorder:
             return
         organizations = sorted(pending)  # one locking order for every writer
         for organization in organizations:
-            append_events(ctx.connection, organization, pending[organization])
+            append_events(ctx.other_tables, organization, pending[organization])
         changed = self.changed
         if changed is not None:
             ctx.after_commit.append(lambda: changed(organizations))

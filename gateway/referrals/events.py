@@ -81,11 +81,11 @@ class ReferralNotifier:
             events = referral_events(write) if owner else []
             if owner is None or not events:
                 continue
-            partner = get_partner(ctx.connection, owner)
+            partner = get_partner(ctx.other_tables, owner)
             if partner.webhook_url:
                 for payload in self.payloads(events, write, ctx):
                     enqueue(
-                        ctx.connection,
+                        ctx.other_tables,
                         kind=WEBHOOK_KIND,
                         destination=owner,
                         ordering_key=write.stored.id,

@@ -7,6 +7,7 @@ own writes) and before it commits.
 """
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,15 @@ class PendingRows:
     index_rows: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     parties_cleared: list[str] = field(default_factory=list)
     parties: list[dict[str, Any]] = field(default_factory=list)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    """The (type, id) of every resource these rows write."""
+
+    def touches(self, keys: Iterable[tuple[str, str]]) -> bool:
+        """Whether any of these resources has rows waiting here."""
+        return bool(self.keys) and not self.keys.isdisjoint(keys)
+
+    def touches_type(self, resource_type: str) -> bool:
+        return any(key[0] == resource_type for key in self.keys)
 
     def add_version(
         self,
@@ -75,6 +85,7 @@ class PendingRows:
     ) -> None:
         """A new version made current (``body`` None is a delete); the first one creates the
         resource row, recording ``created_by``."""
+        self.keys.add((resource_type, resource_id))
         self.versions.append(
             {
                 "resource_type": resource_type,
@@ -168,3 +179,4 @@ class PendingRows:
         self.cleared = defaultdict(list)
         self.index_rows = defaultdict(list)
         self.parties_cleared, self.parties = [], []
+        self.keys = set()

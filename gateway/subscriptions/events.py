@@ -145,7 +145,7 @@ class SubscriptionEvents:
     # -- Task and ServiceRequest writes ------------------------------------------------------
 
     def _resource_written(self, ctx: WriteContext, stored: StoredVersion) -> bool:
-        live = self.live.of(ctx.connection, stored.resource_type)
+        live = self.live.of(ctx.other_tables, stored.resource_type)
         if not live.matchers:
             return False
         method, body = self._event_of(ctx, stored)
@@ -167,15 +167,15 @@ class SubscriptionEvents:
             return False
         # one statement each for every matching subscription: counters (locked in id order,
         # the order candidates come in), the $events log and the outbox
-        numbers = records.next_event_numbers(ctx.connection, matched, now=ctx.now)
+        numbers = records.next_event_numbers(ctx.other_tables, matched, now=ctx.now)
         counted = [(sub_id, numbers[sub_id]) for sub_id in matched if sub_id in numbers]
         focus_of = (stored.resource_type, stored.id, stored.version_id, stored.method)
         records.record_events(
-            ctx.connection,
+            ctx.other_tables,
             [(sub_id, EventRecord(number, ctx.now, *focus_of)) for sub_id, number in counted],
         )
         enqueue_many(
-            ctx.connection,
+            ctx.other_tables,
             kind=SUBSCRIPTION_KIND,
             messages=[
                 (sub_id, sub_id, event_payload(EventRecord(number, ctx.now, *focus_of)))

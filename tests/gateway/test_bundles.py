@@ -311,3 +311,60 @@ def test_transaction__category_codes_are_checked_in_bundles_too(client: TestClie
     response = client.post("/fhir", json=bundle, headers=as_org(HOSPITAL))
     assert response.status_code == 422
     assert _count(client, "Patient") == 1
+
+
+def test_transaction__a_task_may_name_a_practitioner_role_created_in_the_same_bundle(
+    client: TestClient,
+) -> None:
+    """The Task's requester organization is read through a PractitionerRole this transaction
+    has only just written: the read must see it."""
+    seed_network(client)
+    client.put(
+        "/fhir/ServiceRequest/sr-food-2001", json=service_request(), headers=as_org(HOSPITAL)
+    )
+    role_urn = "urn:uuid:4f5a6b7c-8d9e-4f0a-1b2c-3d4e5f6a7b8c"
+    role = {
+        "resourceType": "PractitionerRole",
+        "practitioner": {"reference": "Practitioner/dr-okafor"},
+        "organization": {"reference": HOSPITAL},
+    }
+    referral_task = task(requester={"reference": role_urn})
+    del referral_task["id"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [_post(role_urn, role), _post(TASK_URN, referral_task)],
+    }
+    response = client.post("/fhir", json=bundle, headers=as_org(HOSPITAL))
+    assert response.status_code == 200, response.text
+    # only the requester organization creates a Task: the hospital was recognised through
+    # the new role, and the Task is the hospital's to read
+    task_id = response.json()["entry"][1]["response"]["location"].split("/")[1]
+    assert client.get(f"/fhir/Task/{task_id}", headers=as_org(HOSPITAL)).status_code == 200
+
+
+def test_transaction__a_reference_to_a_resource_it_deletes_is_422(client: TestClient) -> None:
+    seed_network(client)
+    client.put(
+        "/fhir/Organization/closing",
+        json={"resourceType": "Organization", "id": "closing", "name": "Closing down"},
+        headers=as_org(HOSPITAL),
+    )
+    role = {
+        "resourceType": "PractitionerRole",
+        "organization": {"reference": "Organization/closing"},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "DELETE", "url": "Organization/closing"}},
+            _post("urn:uuid:5a6b7c8d-9e0f-4a1b-2c3d-4e5f6a7b8c9d", role),
+        ],
+    }
+    response = client.post("/fhir", json=bundle, headers=as_org(HOSPITAL))
+    assert response.status_code == 422, response.text
+    assert response.json()["issue"][0]["expression"] == [
+        "Bundle.entry[1].resource.organization.reference"
+    ]
+    assert client.get("/fhir/Organization/closing", headers=as_org(HOSPITAL)).status_code == 200
