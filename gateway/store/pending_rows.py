@@ -34,13 +34,13 @@ _INSERT = {
 _CLEAR_INDEX = {
     table: delete(table).where(
         table.c.resource_type == bindparam("resource_type"),
-        table.c.resource_id.in_(bindparam("ids", expanding=True)),
+        table.c.resource_id == bindparam("resource_id"),
     )
     for table in INDEX_TABLES
 }
-_CLEAR_PARTIES = delete(task_party_table).where(
-    task_party_table.c.task_id.in_(bindparam("ids", expanding=True))
-)
+"""Sent with one parameter set per resource: an expanding ``IN`` list would be compiled
+again on every execution."""
+_CLEAR_PARTIES = delete(task_party_table).where(task_party_table.c.task_id == bindparam("task_id"))
 _UPDATE_RESOURCE = (
     update(resource_table)
     .where(R.resource_type == bindparam("key_type"), R.id == bindparam("key_id"))
@@ -57,8 +57,8 @@ class PendingRows:
     versions: list[dict[str, Any]] = field(default_factory=list)
     new_resources: list[dict[str, Any]] = field(default_factory=list)
     changed_resources: list[dict[str, Any]] = field(default_factory=list)
-    cleared: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    """Resources (type → ids) whose old index rows go before the new ones are added."""
+    cleared: list[tuple[str, str]] = field(default_factory=list)
+    """Resources (type, id) whose old index rows go before the new ones are added."""
     index_rows: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     parties_cleared: list[str] = field(default_factory=list)
     parties: list[dict[str, Any]] = field(default_factory=list)
@@ -123,7 +123,7 @@ class PendingRows:
     ) -> None:
         """The resource's index rows become ``entries`` (None: it has none, being deleted)."""
         if not is_new:
-            self.cleared[resource_type].append(resource_id)
+            self.cleared.append((resource_type, resource_id))
         if entries is None:
             return
         key = {"resource_type": resource_type, "resource_id": resource_id}
@@ -160,23 +160,22 @@ class PendingRows:
             connection.execute(_INSERT[resource_table], self.new_resources)
         if self.changed_resources:
             connection.execute(_UPDATE_RESOURCE, self.changed_resources)
-        for resource_type, ids in self.cleared.items():
+        if self.cleared:
+            cleared = [{"resource_type": t, "resource_id": i} for t, i in self.cleared]
             for table in INDEX_TABLES:
-                connection.execute(
-                    _CLEAR_INDEX[table], {"resource_type": resource_type, "ids": ids}
-                )
+                connection.execute(_CLEAR_INDEX[table], cleared)
         for table, rows in self.index_rows.items():
             if rows:
                 connection.execute(_INSERT[table], rows)
         if self.parties_cleared:
-            connection.execute(_CLEAR_PARTIES, {"ids": self.parties_cleared})
+            connection.execute(_CLEAR_PARTIES, [{"task_id": i} for i in self.parties_cleared])
         if self.parties:
             connection.execute(_INSERT[task_party_table], self.parties)
         self.clear()
 
     def clear(self) -> None:
         self.versions, self.new_resources, self.changed_resources = [], [], []
-        self.cleared = defaultdict(list)
+        self.cleared = []
         self.index_rows = defaultdict(list)
         self.parties_cleared, self.parties = [], []
         self.keys = set()

@@ -75,6 +75,10 @@ _CURRENT_MANY = (
 _EXISTING = select(R.id).where(
     _THIS_TYPE, R.id.in_(bindparam("ids", expanding=True)), R.deleted.is_(False)
 )
+_EXISTING_ONE = select(R.id).where(
+    _THIS_TYPE, R.id == bindparam("resource_id"), R.deleted.is_(False)
+)
+"""For the usual single id: an expanding ``IN`` list is compiled again on every execution."""
 _LOCK = (
     select(R.version_id, R.last_updated, R.deleted, R.created_by)
     .where(_THIS_TYPE, R.id == bindparam("resource_id"))
@@ -172,7 +176,12 @@ def existing_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> se
     """Which of ``keys`` name a stored, not-deleted resource."""
     found: set[tuple[str, str]] = set()
     for resource_type, ids in _ids_by_type(keys):
-        rows = connection.execute(_EXISTING, {"resource_type": resource_type, "ids": ids})
+        if len(ids) == 1:
+            rows = connection.execute(
+                _EXISTING_ONE, {"resource_type": resource_type, "resource_id": ids[0]}
+            )
+        else:
+            rows = connection.execute(_EXISTING, {"resource_type": resource_type, "ids": ids})
         found.update((resource_type, row.id) for row in rows)
     return found
 
