@@ -422,7 +422,7 @@ class FhirService:
         parties = (
             self.tasks.check_update(ctx, previous, resource) if resource_type == "Task" else None
         )
-        self._check_references(ctx, resource, root=root)
+        self._check_references(ctx, resource, root=root, previous=previous)
         stored = self._store(
             ctx,
             resource,
@@ -481,9 +481,21 @@ class FhirService:
         verify_targets_exist(connection, targets, written=written)
 
     def _check_references(
-        self, ctx: WriteContext, resource: dict[str, Any], *, root: str | None
+        self,
+        ctx: WriteContext,
+        resource: dict[str, Any],
+        *,
+        root: str | None,
+        previous: dict[str, Any] | None = None,
     ) -> None:
+        """Every local reference must name a stored resource. An update checks only the
+        targets its previous version did not name: those were checked when written, and a
+        resource cannot be deleted while others reference it (``delete_in``), save by the
+        history types, whose own targets are therefore always checked."""
         targets = local_targets(resource, local_base=self.fhir_base, root=root)
+        if previous is not None and resource["resourceType"] not in _HISTORY_IGNORED:
+            named_before = {key for _, key in local_targets(previous, local_base=self.fhir_base)}
+            targets = [target for target in targets if target[1] not in named_before]
         if ctx.defer_reference_checks:
             ctx.pending_references.extend(targets)
         else:

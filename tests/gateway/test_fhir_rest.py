@@ -437,6 +437,36 @@ def test_create__dangling_local_reference_is_422_and_external_ones_are_kept(
     )
 
 
+def test_update__a_newly_named_missing_target_is_422_and_kept_targets_still_count(
+    client: TestClient,
+) -> None:
+    """An update checks the references its previous version did not name; the ones it keeps
+    cannot have gone, since a referenced resource cannot be deleted."""
+    headers = as_org(HOSPITAL)
+    org = {"resourceType": "Organization", "id": "kept-org", "name": "Kept"}
+    assert client.put("/fhir/Organization/kept-org", json=org, headers=headers).status_code == 201
+    role = {
+        "resourceType": "PractitionerRole",
+        "id": "role-9",
+        "organization": {"reference": "Organization/kept-org"},
+    }
+    assert (
+        client.put("/fhir/PractitionerRole/role-9", json=role, headers=headers).status_code == 201
+    )
+    assert client.delete("/fhir/Organization/kept-org", headers=headers).status_code == 409
+    renamed = {**role, "active": True}
+    assert (
+        client.put("/fhir/PractitionerRole/role-9", json=renamed, headers=headers).status_code
+        == 200
+    )
+    dangling = {**renamed, "location": [{"reference": "Location/nowhere"}]}
+    response = client.put("/fhir/PractitionerRole/role-9", json=dangling, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["issue"][0]["expression"] == ["PractitionerRole.location[0].reference"]
+    current = client.get("/fhir/PractitionerRole/role-9", headers=headers).json()
+    assert current["meta"]["versionId"] == "2"
+
+
 @pytest.mark.parametrize(
     ("reference", "status"),
     [
