@@ -94,7 +94,7 @@ def _well_shaped(node: Any) -> bool:
             and any(child is not None for child in node)
             and all(child is None or _well_shaped(child) for child in node)
         )
-    return node != ""
+    return not (isinstance(node, str) and not node)
 
 
 def warm_up(resource_types: list[str]) -> None:
