@@ -21,6 +21,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -339,10 +340,18 @@ def record_results(
     """One transaction for a run: store how each finished attempt (message, result, duration
     in ms) ended, as ``record_result`` does, hand back the attempts cut short (as ``release``)
     and the leases of messages never attempted, uncounted. Returns each finished one's
-    outcome."""
+    outcome. The delivered ones, nearly all of a run, take two statements together."""
     with write_transaction(engine) as connection:
+        stored = _record_delivered(
+            connection,
+            [(m, r, ms) for m, r, ms in finished if r.outcome == "delivered"],
+            worker=worker,
+            now=now,
+        )
         outcomes = [
-            _record_in(
+            (DELIVERED if message.id in stored else None)
+            if result.outcome == "delivered"
+            else _record_in(
                 connection, message, result, worker=worker, policy=policy, now=now, duration_ms=ms
             )
             for message, result, ms in finished
@@ -360,6 +369,58 @@ def record_results(
                 .values(claimed_by=None, claimed_until=None, attempts=_m.attempts - 1)
             )
     return outcomes
+
+
+_MARK_DELIVERED = (
+    sql_update(outbox_table)
+    .where(
+        _m.id.in_(bindparam("ids", expanding=True)),
+        _m.claimed_by == bindparam("worker"),
+        _m.status == PENDING,
+    )
+    .values(
+        status=DELIVERED,
+        delivered_at=bindparam("now"),
+        last_error=None,
+        claimed_by=None,
+        claimed_until=None,
+    )
+    .returning(_m.id)
+)
+
+
+def _record_delivered(
+    connection: Connection,
+    delivered: Sequence[tuple[OutboxMessage, DeliveryResult, int]],
+    *,
+    worker: str,
+    now: int,
+) -> set[str]:
+    """``_record_in`` for delivered attempts, all in one ``UPDATE … RETURNING`` and one
+    insert; returns the ids still leased to ``worker`` (the others' outcome is None)."""
+    if not delivered:
+        return set()
+    ids = [message.id for message, _, _ in delivered]
+    stored = set(
+        connection.execute(_MARK_DELIVERED, {"ids": ids, "worker": worker, "now": now}).scalars()
+    )
+    attempts = [
+        {
+            "message_id": message.id,
+            "attempt": message.attempt,
+            "finished_at": now,
+            "duration_ms": duration_ms,
+            "outcome": DELIVERED,
+            "status_code": result.status_code,
+            "error": None,
+            "worker": worker,
+        }
+        for message, result, duration_ms in delivered
+        if message.id in stored
+    ]
+    if attempts:
+        connection.execute(insert(outbox_attempt_table), attempts)
+    return stored
 
 
 def record_result(
