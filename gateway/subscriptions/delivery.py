@@ -10,12 +10,11 @@ import asyncio
 from email.utils import parseaddr
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import Connection, Engine
 
 from adapters.email import SmtpConfig, send_email
-from adapters.subscriptions import notification_email, post_notification
+from adapters.subscriptions import RestHookClient, notification_email
 from adapters.webhooks import WEBHOOK_TIMEOUT_S
 from conformance.subscriptions import REST_HOOK, email_address
 from gateway.outbox import DeliveryResult, Handler, OutboxMessage
@@ -31,7 +30,7 @@ def subscription_handler(
     engine: Engine,
     renderer: Renderer,
     statuses: StatusMoves,
-    http: httpx.AsyncClient,
+    rest_hooks: RestHookClient,
     smtp: SmtpConfig | None,
     sender: str,
 ) -> Handler:
@@ -63,8 +62,7 @@ def subscription_handler(
             )
         if record.channel == REST_HOOK:
             timeout = min(float(record.timeout_s or WEBHOOK_TIMEOUT_S), WEBHOOK_TIMEOUT_S)
-            attempt = await post_notification(
-                http,
+            attempt = await rest_hooks.post(
                 url=record.endpoint,
                 headers=record.headers,
                 body=orjson.dumps(bundle),
