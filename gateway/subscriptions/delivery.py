@@ -18,8 +18,8 @@ from adapters.subscriptions import RestHookClient, notification_email
 from adapters.webhooks import WEBHOOK_TIMEOUT_S
 from conformance.subscriptions import REST_HOOK, email_address
 from gateway.outbox import DeliveryResult, Handler, OutboxMessage
-from gateway.store.engine import read_transaction
 from gateway.subscriptions import records
+from gateway.subscriptions.reads import HeldReads
 from gateway.subscriptions.records import SubscriptionRecord
 from gateway.subscriptions.rendering import Renderer
 from gateway.subscriptions.status import StatusMoves
@@ -34,10 +34,16 @@ def subscription_handler(
     smtp: SmtpConfig | None,
     sender: str,
 ) -> Handler:
+    reads = HeldReads(engine)
+
     async def deliver(message: OutboxMessage) -> DeliveryResult:
+        with reads.in_flight():
+            return await deliver_one(message)
+
+    async def deliver_one(message: OutboxMessage) -> DeliveryResult:
         payload = message.payload
         kind = str(payload.get("type"))
-        with read_transaction(engine) as connection:
+        with reads.reading() as connection:
             record = records.get_subscription(connection, message.destination)
             if record is None:
                 return DeliveryResult.dead("no such subscription")
