@@ -97,7 +97,6 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._in_flight: dict[asyncio.Task[None], list[OutboxMessage]] = {}
-        self._found_some = False
 
     @property
     def running(self) -> bool:
@@ -184,9 +183,7 @@ class OutboxWorker:
             return False
         kinds = tuple(self.handlers)
         now = now_us()
-        # the cheap look first only after a claim that found nothing: while messages keep
-        # coming it would find some every time, one more transaction per claim
-        if not self._found_some and not anything_due(self.engine, kinds=kinds, now=now):
+        if not anything_due(self.engine, kinds=kinds, now=now):
             return False
         limit = min(self.options.batch_size, free)
         messages = claim_due(
@@ -198,7 +195,6 @@ class OutboxWorker:
             now=now,
             run_length=self.options.run_length,
         )
-        self._found_some = bool(messages)
         runs = _runs(messages)
         for run in runs:
             delivery = asyncio.create_task(self._deliver_run(run), name=f"outbox-{run[0].id}")
