@@ -457,7 +457,8 @@ def _record_delivered(
             "duration_ms": duration_ms,
             "outcome": DELIVERED,
             "status_code": result.status_code,
-            "error": None,
+            # "not sent: …" when the handler decided nothing was owed, as _record_in keeps it
+            "error": _short(result.reason) or None,
             "worker": worker,
         }
         for message, result, duration_ms in delivered

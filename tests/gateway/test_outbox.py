@@ -470,9 +470,10 @@ def test_record__a_run_stores_only_the_attempts_whose_lease_it_still_holds(
     assert retaken.id == ids[0]
 
     delivered = DeliveryResult.delivered(status_code=204)
+    skipped = DeliveryResult("delivered", "not sent: the referral is accepted")
     outcomes = record_results(
         engine,
-        [(message, delivered, 5) for message in run],
+        [(run[0], delivered, 5), (run[1], delivered, 5), (run[2], skipped, 5)],
         worker="slow",
         policy=RetryPolicy(),
         now=start + 3_000,
@@ -484,18 +485,26 @@ def test_record__a_run_stores_only_the_attempts_whose_lease_it_still_holds(
     assert [(a.worker, a.outcome) for a in _attempts(engine, ids[0])] == [("slow", "abandoned")]
     for message_id in ids[1:]:
         stored = _message(engine, message_id)
-        assert (stored.status, stored.in_flight, stored.delivered_at) == (
+        assert (stored.status, stored.in_flight, stored.delivered_at, stored.last_error) == (
             "delivered",
             False,
             start + 3_000,
+            None,
         )
-        [attempt] = _attempts(engine, message_id)
-        assert (attempt.attempt, attempt.outcome, attempt.status_code, attempt.duration_ms) == (
-            1,
-            "delivered",
-            204,
-            5,
-        )
+    [sent] = _attempts(engine, ids[1])
+    assert (sent.attempt, sent.outcome, sent.status_code, sent.duration_ms, sent.error) == (
+        1,
+        "delivered",
+        204,
+        5,
+        None,
+    )
+    [not_sent] = _attempts(engine, ids[2])
+    assert (not_sent.outcome, not_sent.status_code, not_sent.error) == (
+        "delivered",
+        None,
+        "not sent: the referral is accepted",
+    )
 
 
 def test_worker__a_retry_in_a_run_hands_back_the_rest_unattempted_then_all_go_in_order(
