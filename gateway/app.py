@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import Engine, text
 from starlette.responses import JSONResponse, Response
 
+from adapters.subscriptions import RestHookClient
 from conformance.access import AccessContext
 from conformance.capability import capability_statement
 from conformance.fhir_time import format_instant
@@ -119,6 +120,7 @@ def create_app(
         http=http,
         patients=StorePatientDirectory(service),
     )
+    rest_hooks = RestHookClient()
     handlers: dict[str, Handler] = {
         WEBHOOK_KIND: webhook_handler(http, webhook_target=webhook_target(engine)),
         AUTO_DECLINE_KIND: auto_decline_handler(cbo),
@@ -126,7 +128,7 @@ def create_app(
             engine=engine,
             renderer=renderer,
             statuses=StatusMoves(service),
-            http=http,
+            rest_hooks=rest_hooks,
             smtp=smtp_config(settings) if settings.email_enabled else None,
             sender=settings.smtp_from,
         ),
@@ -164,6 +166,7 @@ def create_app(
         await heartbeats.stop()
         await reminders.stop()
         await outbox.stop()
+        await rest_hooks.aclose()
         if checkpointer is not None:
             checkpointer.stop()
         await http.aclose()

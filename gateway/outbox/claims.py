@@ -10,17 +10,20 @@ destination, ordering_key) is still pending, so one key has at most one attempt 
 A lease that runs out (the process died mid-delivery) makes the row claimable again.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
     CTE,
+    BindParameter,
     ColumnElement,
     Connection,
     Engine,
     FromClause,
     Select,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -48,13 +51,16 @@ ABANDONED = "abandoned"
 _m = outbox_table.c
 
 
-def _claimable(
-    kinds: Sequence[str], now: int, table: FromClause = outbox_table
-) -> ColumnElement[bool]:
+_KINDS: BindParameter[Any] = bindparam("kinds", expanding=True)
+_NOW: BindParameter[int] = bindparam("now")
+"""The claim's statements are built once, with these for the kinds handled and the time."""
+
+
+def _claimable(table: FromClause = outbox_table) -> ColumnElement[bool]:
     return and_(
         table.c.status == PENDING,
-        table.c.kind.in_(kinds),
-        or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+        table.c.kind.in_(_KINDS),
+        or_(table.c.claimed_until.is_(None), table.c.claimed_until < _NOW),
     )
 
 
@@ -122,20 +128,25 @@ def _key_order(table: FromClause) -> tuple[ColumnElement[Any], ...]:
     return (table.c.kind, table.c.destination, table.c.ordering_key, table.c.seq)
 
 
+_ANYTHING_DUE = select(_m.seq).where(_claimable(), _m.next_attempt_at <= _NOW).limit(1)
+
+
 def anything_due(engine: Engine, *, kinds: Sequence[str], now: int) -> bool:
     """A cheap read before a claim, so an idle worker never takes the SQLite write lock."""
-    query = select(_m.seq).where(_claimable(kinds, now), _m.next_attempt_at <= now).limit(1)
     with read_transaction(engine) as connection:
-        return connection.execute(query).first() is not None
+        found = connection.execute(_ANYTHING_DUE, {"kinds": list(kinds), "now": now}).first()
+        return found is not None
+
+
+_NEXT_DUE = select(func.min(_m.next_attempt_at)).where(_claimable(), _m.next_attempt_at > _NOW)
 
 
 def next_due_after(engine: Engine, *, kinds: Sequence[str], now: int) -> int | None:
     """When the next pending message falls due (epoch µs), if any is scheduled after ``now``."""
-    query = select(func.min(_m.next_attempt_at)).where(
-        _claimable(kinds, now), _m.next_attempt_at > now
-    )
     with read_transaction(engine) as connection:
-        value: int | None = connection.execute(query).scalar()
+        value: int | None = connection.execute(
+            _NEXT_DUE, {"kinds": list(kinds), "now": now}
+        ).scalar()
         return value
 
 
@@ -181,9 +192,8 @@ def claim_due(
             if head.ordering_key is not None and run_length > 1 and head.attempts == 0:
                 rows.extend(_followers(connection, head, run_length - 1, now))
         connection.execute(
-            sql_update(outbox_table)
-            .where(_m.seq.in_([row.seq for row in rows]))
-            .values(claimed_by=worker, claimed_until=now + lease_us, attempts=_m.attempts + 1)
+            _LEASE,
+            {"seqs": [row.seq for row in rows], "worker": worker, "until": now + lease_us},
         )
         # a row still carrying a lease was claimed by a worker that never finished it
         abandoned = [
@@ -216,6 +226,16 @@ def claim_due(
     ]
 
 
+_LEASE = (
+    sql_update(outbox_table)
+    .where(_m.seq.in_(bindparam("seqs", expanding=True)))
+    .values(
+        claimed_by=bindparam("worker"),
+        claimed_until=bindparam("until"),
+        attempts=_m.attempts + 1,
+    )
+)
+
 PROBE_FACTOR = 4
 """The claim first looks at the ``PROBE_FACTOR × limit`` claimable messages due longest."""
 
@@ -233,46 +253,53 @@ def _due_heads(connection: Connection, kinds: Sequence[str], now: int, limit: in
     waiting behind 10 keys) the walk from key to key in ``_key_heads`` finds every key's
     head."""
     sqlite = is_sqlite(connection)
-    earliest = (
-        select(_m.seq)
-        .where(_claimable(kinds, now), _m.next_attempt_at <= now)
-        .order_by(_m.next_attempt_at, _m.seq)
-        .limit(limit * PROBE_FACTOR)
-    )
-    window = connection.execute(earliest).scalars().all()
-    if not window:
+    params: dict[str, Any] = {"kinds": list(kinds), "now": now, "limit": limit}
+    window = connection.execute(_EARLIEST, {**params, "window": limit * PROBE_FACTOR})
+    seqs = window.scalars().all()
+    if not seqs:
         return []
-    probe = select(*_COLUMNS).where(_m.seq.in_(window), ~_waits_for_an_earlier_message())
-    found = connection.execute(_due_first(probe, kinds, now, limit)).all()
-    if len(found) == limit or len(window) < limit * PROBE_FACTOR:
+    found = connection.execute(_PROBE, {**params, "seqs": seqs}).all()
+    if len(found) == limit or len(seqs) < limit * PROBE_FACTOR:
         # a full batch, or every claimable due message was in the window: exact either way
         return list(found)
+    due_heads, due_unordered = _walk(sqlite)
+    candidates = [
+        *connection.execute(due_heads, params),
+        *connection.execute(due_unordered, params),
+    ]
+    return sorted(candidates, key=lambda row: (row.next_attempt_at, row.seq))[:limit]
+
+
+_EARLIEST = (
+    select(_m.seq)
+    .where(_claimable(), _m.next_attempt_at <= _NOW)
+    .order_by(_m.next_attempt_at, _m.seq)
+    .limit(bindparam("window"))
+)
+
+
+@functools.cache
+def _walk(sqlite: bool) -> tuple[Select[Any], Select[Any]]:
+    """The walk's two queries (heads of ordered keys, unordered messages), built once."""
     heads = _key_heads()
     h = heads.c
     due_heads: Select[Any] = (
         select(*[h[column.name] for column in _COLUMNS])
-        .where(_claimable(kinds, now, heads), h.next_attempt_at <= now)
+        .where(_claimable(heads), h.next_attempt_at <= _NOW)
         .order_by(h.next_attempt_at, h.seq)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
     if not sqlite:
         # lock the heads found (and check them again once locked), skipping any another
         # worker is claiming; SQLite's writers take turns, so its heads are read as found
         due_heads = _due_first(
-            select(*_COLUMNS).where(_m.seq.in_(due_heads.with_only_columns(h.seq))),
-            kinds,
-            now,
-            limit,
+            select(*_COLUMNS).where(_m.seq.in_(due_heads.with_only_columns(h.seq)))
         )
     # NULL ordering keys never compare equal: unordered messages wait for nothing
     due_unordered = _due_first(
-        select(*_COLUMNS).where(_m.ordering_key.is_(None), _pending(outbox_table)),
-        kinds,
-        now,
-        limit,
+        select(*_COLUMNS).where(_m.ordering_key.is_(None), _pending(outbox_table))
     )
-    candidates = [*connection.execute(due_heads), *connection.execute(due_unordered)]
-    return sorted(candidates, key=lambda row: (row.next_attempt_at, row.seq))[:limit]
+    return due_heads, due_unordered
 
 
 def _waits_for_an_earlier_message() -> ColumnElement[bool]:
@@ -287,43 +314,62 @@ def _waits_for_an_earlier_message() -> ColumnElement[bool]:
     )
 
 
-def _due_first(query: Select[Any], kinds: Sequence[str], now: int, limit: int) -> Select[Any]:
+def _due_first(query: Select[Any]) -> Select[Any]:
     """Of ``query``'s rows, the ``limit`` claimable ones due longest; on PostgreSQL locked for
     this claim (rows another worker is claiming are skipped, never waited for)."""
     query = (
-        query.where(_claimable(kinds, now), _m.next_attempt_at <= now)
+        query.where(_claimable(), _m.next_attempt_at <= _NOW)
         .order_by(_m.next_attempt_at, _m.seq)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
     return query.with_for_update(skip_locked=True, of=outbox_table)
+
+
+_PROBE = _due_first(
+    select(*_COLUMNS).where(
+        _m.seq.in_(bindparam("seqs", expanding=True)), ~_waits_for_an_earlier_message()
+    )
+)
 
 
 def _followers(connection: Connection, head: Any, count: int, now: int) -> list[Any]:
     """The next ``count`` pending messages of ``head``'s key, as long as each is due now and
     unleased (the first that is not ends the run: order is never skipped over). Only the
     holder of the head can be claiming them, so waiting for a row lock here is brief."""
-    query = (
-        select(*_COLUMNS)
-        .where(
-            _m.kind == head.kind,
-            _m.destination == head.destination,
-            _m.ordering_key == head.ordering_key,
-            _m.status == PENDING,
-            _m.seq > head.seq,
-        )
-        .order_by(_m.seq)
-        .limit(count)
+    query = _FOLLOWERS_SQLITE if is_sqlite(connection) else _FOLLOWERS_LOCKED
+    rows = connection.execute(
+        query,
+        {
+            "kind": head.kind,
+            "destination": head.destination,
+            "ordering_key": head.ordering_key,
+            "seq": head.seq,
+            "count": count,
+        },
     )
-    if not is_sqlite(connection):
-        query = query.with_for_update(of=outbox_table)
     followers = []
-    for row in connection.execute(query):
+    for row in rows:
         if row.next_attempt_at > now or (
             row.claimed_until is not None and row.claimed_until >= now
         ):
             break
         followers.append(row)
     return followers
+
+
+_FOLLOWERS_SQLITE = (
+    select(*_COLUMNS)
+    .where(
+        _m.kind == bindparam("kind"),
+        _m.destination == bindparam("destination"),
+        _m.ordering_key == bindparam("ordering_key"),
+        _m.status == PENDING,
+        _m.seq > bindparam("seq"),
+    )
+    .order_by(_m.seq)
+    .limit(bindparam("count"))
+)
+_FOLLOWERS_LOCKED = _FOLLOWERS_SQLITE.with_for_update(of=outbox_table)
 
 
 def record_results(
@@ -339,10 +385,18 @@ def record_results(
     """One transaction for a run: store how each finished attempt (message, result, duration
     in ms) ended, as ``record_result`` does, hand back the attempts cut short (as ``release``)
     and the leases of messages never attempted, uncounted. Returns each finished one's
-    outcome."""
+    outcome. The delivered ones, nearly all of a run, take two statements together."""
     with write_transaction(engine) as connection:
+        stored = _record_delivered(
+            connection,
+            [(m, r, ms) for m, r, ms in finished if r.outcome == "delivered"],
+            worker=worker,
+            now=now,
+        )
         outcomes = [
-            _record_in(
+            (DELIVERED if message.id in stored else None)
+            if result.outcome == "delivered"
+            else _record_in(
                 connection, message, result, worker=worker, policy=policy, now=now, duration_ms=ms
             )
             for message, result, ms in finished
@@ -360,6 +414,59 @@ def record_results(
                 .values(claimed_by=None, claimed_until=None, attempts=_m.attempts - 1)
             )
     return outcomes
+
+
+_MARK_DELIVERED = (
+    sql_update(outbox_table)
+    .where(
+        _m.id.in_(bindparam("ids", expanding=True)),
+        _m.claimed_by == bindparam("worker"),
+        _m.status == PENDING,
+    )
+    .values(
+        status=DELIVERED,
+        delivered_at=bindparam("now"),
+        last_error=None,
+        claimed_by=None,
+        claimed_until=None,
+    )
+    .returning(_m.id)
+)
+
+
+def _record_delivered(
+    connection: Connection,
+    delivered: Sequence[tuple[OutboxMessage, DeliveryResult, int]],
+    *,
+    worker: str,
+    now: int,
+) -> set[str]:
+    """``_record_in`` for delivered attempts, all in one ``UPDATE … RETURNING`` and one
+    insert; returns the ids still leased to ``worker`` (the others' outcome is None)."""
+    if not delivered:
+        return set()
+    ids = [message.id for message, _, _ in delivered]
+    stored = set(
+        connection.execute(_MARK_DELIVERED, {"ids": ids, "worker": worker, "now": now}).scalars()
+    )
+    attempts = [
+        {
+            "message_id": message.id,
+            "attempt": message.attempt,
+            "finished_at": now,
+            "duration_ms": duration_ms,
+            "outcome": DELIVERED,
+            "status_code": result.status_code,
+            # "not sent: …" when the handler decided nothing was owed, as _record_in keeps it
+            "error": _short(result.reason) or None,
+            "worker": worker,
+        }
+        for message, result, duration_ms in delivered
+        if message.id in stored
+    ]
+    if attempts:
+        connection.execute(insert(outbox_attempt_table), attempts)
+    return stored
 
 
 def record_result(

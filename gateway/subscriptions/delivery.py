@@ -10,17 +10,16 @@ import asyncio
 from email.utils import parseaddr
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import Connection, Engine
 
 from adapters.email import SmtpConfig, send_email
-from adapters.subscriptions import notification_email, post_notification
+from adapters.subscriptions import RestHookClient, notification_email
 from adapters.webhooks import WEBHOOK_TIMEOUT_S
 from conformance.subscriptions import REST_HOOK, email_address
 from gateway.outbox import DeliveryResult, Handler, OutboxMessage
-from gateway.store.engine import read_transaction
 from gateway.subscriptions import records
+from gateway.subscriptions.reads import HeldReads
 from gateway.subscriptions.records import SubscriptionRecord
 from gateway.subscriptions.rendering import Renderer
 from gateway.subscriptions.status import StatusMoves
@@ -31,14 +30,20 @@ def subscription_handler(
     engine: Engine,
     renderer: Renderer,
     statuses: StatusMoves,
-    http: httpx.AsyncClient,
+    rest_hooks: RestHookClient,
     smtp: SmtpConfig | None,
     sender: str,
 ) -> Handler:
+    reads = HeldReads(engine)
+
     async def deliver(message: OutboxMessage) -> DeliveryResult:
+        with reads.in_flight():
+            return await deliver_one(message)
+
+    async def deliver_one(message: OutboxMessage) -> DeliveryResult:
         payload = message.payload
         kind = str(payload.get("type"))
-        with read_transaction(engine) as connection:
+        with reads.reading() as connection:
             record = records.get_subscription(connection, message.destination)
             if record is None:
                 return DeliveryResult.dead("no such subscription")
@@ -63,8 +68,7 @@ def subscription_handler(
             )
         if record.channel == REST_HOOK:
             timeout = min(float(record.timeout_s or WEBHOOK_TIMEOUT_S), WEBHOOK_TIMEOUT_S)
-            attempt = await post_notification(
-                http,
+            attempt = await rest_hooks.post(
                 url=record.endpoint,
                 headers=record.headers,
                 body=orjson.dumps(bundle),

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
+    bindparam,
     cast,
     insert,
     literal,
@@ -181,8 +182,13 @@ def update_subscription(
     new_generation(connection)
 
 
+_GET_SUBSCRIPTION = select(subscription_table).where(S.id == bindparam("subscription_id"))
+"""Built once: each delivery reads its subscription's row, and building the statement cost
+more than running it."""
+
+
 def get_subscription(connection: Connection, subscription_id: str) -> SubscriptionRecord | None:
-    row = connection.execute(select(subscription_table).where(S.id == subscription_id)).first()
+    row = connection.execute(_GET_SUBSCRIPTION, {"subscription_id": subscription_id}).first()
     return _record(row) if row is not None else None
 
 
@@ -374,6 +380,12 @@ def filter_pairs(filters_json: str) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in orjson.loads(filters_json))
 
 
+@functools.lru_cache(maxsize=4096)
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """A stored JSON list of pairs (filters, headers), decoded once per distinct text."""
+    return tuple((str(k), str(v)) for k, v in orjson.loads(text))
+
+
 def _record(row: object) -> SubscriptionRecord:
     r = row._mapping  # type: ignore[attr-defined]
     return SubscriptionRecord(
@@ -381,10 +393,10 @@ def _record(row: object) -> SubscriptionRecord:
         owner=r["owner"],
         access=access_from_json(r["access"]),
         topic=TOPICS[r["topic"]],
-        filters=filter_pairs(r["filters"]),
+        filters=_pairs(r["filters"]),
         channel=r["channel"],
         endpoint=r["endpoint"],
-        headers=tuple((str(k), str(v)) for k, v in orjson.loads(r["headers"])),
+        headers=_pairs(r["headers"]),
         content=r["content"],
         heartbeat_s=int(r["heartbeat_s"]),
         timeout_s=r["timeout_s"],

@@ -40,7 +40,7 @@ from gateway.outbox import (
     webhook_handler,
 )
 from gateway.outbox.admin import retry_message
-from gateway.outbox.claims import claim_due
+from gateway.outbox.claims import claim_due, record_results
 from gateway.outbox.commands import add_outbox_commands, run_outbox_command
 from gateway.settings import Settings
 from gateway.store.engine import make_engine, read_transaction, write_transaction
@@ -452,6 +452,59 @@ def test_claim__finds_each_keys_first_message_behind_long_queues_oldest_due_firs
     )
     # one per key, none of a key whose first message is out, oldest due first
     assert [m.id for m in claimed] == [*fanned_out[4:], second[0], unordered, third[0]]
+
+
+def test_record__a_run_stores_only_the_attempts_whose_lease_it_still_holds(
+    engine: Engine,
+) -> None:
+    ids = _enqueue(engine, "cbo-1", "task-1", count=3)
+    start = now_us()
+    run = claim_due(
+        engine, kinds=["webhook"], worker="slow", limit=1, lease_us=1_000, now=start, run_length=3
+    )
+    assert [m.id for m in run] == ids
+    # the lease ran out mid-run and another worker took the first message again
+    [retaken] = claim_due(
+        engine, kinds=["webhook"], worker="fast", limit=1, lease_us=60_000_000, now=start + 2_000
+    )
+    assert retaken.id == ids[0]
+
+    delivered = DeliveryResult.delivered(status_code=204)
+    skipped = DeliveryResult("delivered", "not sent: the referral is accepted")
+    outcomes = record_results(
+        engine,
+        [(run[0], delivered, 5), (run[1], delivered, 5), (run[2], skipped, 5)],
+        worker="slow",
+        policy=RetryPolicy(),
+        now=start + 3_000,
+    )
+
+    assert outcomes == [None, "delivered", "delivered"]
+    first = _message(engine, ids[0])
+    assert (first.status, first.in_flight) == ("pending", True)  # still fast's to finish
+    assert [(a.worker, a.outcome) for a in _attempts(engine, ids[0])] == [("slow", "abandoned")]
+    for message_id in ids[1:]:
+        stored = _message(engine, message_id)
+        assert (stored.status, stored.in_flight, stored.delivered_at, stored.last_error) == (
+            "delivered",
+            False,
+            start + 3_000,
+            None,
+        )
+    [sent] = _attempts(engine, ids[1])
+    assert (sent.attempt, sent.outcome, sent.status_code, sent.duration_ms, sent.error) == (
+        1,
+        "delivered",
+        204,
+        5,
+        None,
+    )
+    [not_sent] = _attempts(engine, ids[2])
+    assert (not_sent.outcome, not_sent.status_code, not_sent.error) == (
+        "delivered",
+        None,
+        "not sent: the referral is accepted",
+    )
 
 
 def test_worker__a_retry_in_a_run_hands_back_the_rest_unattempted_then_all_go_in_order(
