@@ -383,9 +383,9 @@ def record_results(
     now: int,
 ) -> list[str | None]:
     """One transaction for a run: store how each finished attempt (message, result, duration
-    in ms) ended, as ``record_result`` does, hand back the attempts cut short (as ``release``)
-    and the leases of messages never attempted, uncounted. Returns each finished one's
-    outcome. The delivered ones, nearly all of a run, take two statements together."""
+    in ms) ended and release its lease, hand back the attempts cut short (due again now,
+    logged as abandoned) and the leases of messages never attempted, uncounted. Returns each
+    finished one's outcome. The delivered ones, nearly all of a run, take two statements."""
     with write_transaction(engine) as connection:
         stored = _record_delivered(
             connection,
@@ -469,30 +469,6 @@ def _record_delivered(
     return stored
 
 
-def record_result(
-    engine: Engine,
-    message: OutboxMessage,
-    result: DeliveryResult,
-    *,
-    worker: str,
-    policy: RetryPolicy,
-    now: int,
-    duration_ms: int,
-) -> str | None:
-    """Store how ``worker``'s attempt ended and release the lease; returns the outcome logged
-    (delivered | retry | dead), or None if the lease had already passed to another worker."""
-    with write_transaction(engine) as connection:
-        return _record_in(
-            connection,
-            message,
-            result,
-            worker=worker,
-            policy=policy,
-            now=now,
-            duration_ms=duration_ms,
-        )
-
-
 def _record_in(
     connection: Connection,
     message: OutboxMessage,
@@ -567,17 +543,6 @@ def _hold_later_messages(
         )
         .values(next_attempt_at=until)
     )
-
-
-def release(
-    engine: Engine, messages: Sequence[OutboxMessage], *, worker: str, now: int, reason: str
-) -> None:
-    """Hand back leases of attempts cut short (the worker is stopping): due again now."""
-    if not messages:
-        return
-    with write_transaction(engine) as connection:
-        for message in messages:
-            _release_in(connection, message, worker=worker, now=now, reason=reason)
 
 
 def _release_in(
