@@ -322,13 +322,17 @@ class FhirService:
         with write_transaction(self.engine) as connection:
             ctx = WriteContext(connection, actor, defer_reference_checks=defer_reference_checks)
             yield ctx
+            # the write's own rows go first: the listeners then lock the rows every writer
+            # for the same organization or subscription shares (event counters), and hold
+            # them only until the commit, not through this batch as well
+            ctx.flush()
             if ctx.task_writes:
                 for listener in self.task_listeners:
                     listener(ctx, ctx.task_writes)
             if ctx.written:
                 for write_listener in self.write_listeners:
                     write_listener(ctx, list(ctx.written))
-            ctx.flush()
+            ctx.flush()  # anything a listener wrote through the service
         for callback in ctx.after_commit:
             callback()
 
