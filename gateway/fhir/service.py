@@ -30,7 +30,7 @@ from conformance.errors import (
     VersionConflict,
 )
 from conformance.profiles import check_profile
-from conformance.references import is_valid_id, reference_key
+from conformance.references import is_valid_id, reference_key, scan_references
 from conformance.resource_types import RESOURCE_TYPES
 from conformance.resources import validate_structure
 from conformance.search_index import extract_index
@@ -498,7 +498,8 @@ class FhirService:
         history types, whose own targets are therefore always checked."""
         targets = local_targets(resource, local_base=self.fhir_base, root=root)
         if previous is not None and resource["resourceType"] not in _HISTORY_IGNORED:
-            named_before = {key for _, key in local_targets(previous, local_base=self.fhir_base)}
+            scan = scan_references(previous, local_base=self.fhir_base)  # never raises
+            named_before = {(ref.resource_type, ref.id) for _, ref in scan.local}
             targets = [target for target in targets if target[1] not in named_before]
         if ctx.defer_reference_checks:
             ctx.pending_references.extend(targets)
