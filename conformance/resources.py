@@ -34,7 +34,7 @@ def validate_structure(resource: FhirJson, *, root: str | None = None) -> None:
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         raise BadRequest("The body is not a FHIR resource: resourceType is missing")
-    if not _well_shaped(resource):
+    if not well_shaped(resource):
         raise_if_issues(json_shape_issues(resource, root or resource_type), BadRequest)
     try:
         model_class = get_fhir_model_class(resource_type)
@@ -81,18 +81,18 @@ def json_shape_issues(node: Any, path: str) -> list[Issue]:
     return issues
 
 
-def _well_shaped(node: Any) -> bool:
+def well_shaped(node: Any) -> bool:
     """``json_shape_issues`` would find nothing: the same walk without building a path for
     every element, which cost more than the walk (paths are built only to report)."""
     if isinstance(node, dict):
         return bool(node) and all(
-            child is not None and _well_shaped(child) for child in node.values()
+            child is not None and well_shaped(child) for child in node.values()
         )
     if isinstance(node, list):
         return (
             bool(node)
             and any(child is not None for child in node)
-            and all(child is None or _well_shaped(child) for child in node)
+            and all(child is None or well_shaped(child) for child in node)
         )
     return not (isinstance(node, str) and not node)
 

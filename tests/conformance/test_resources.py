@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.errors import BadRequest
-from conformance.resources import _well_shaped, json_shape_issues, validate_structure
+from conformance.resources import well_shaped, json_shape_issues, validate_structure
 
 
 def _patient(**extra: Any) -> dict[str, Any]:
@@ -49,4 +49,4 @@ json_values = st.recursive(
 @given(json_values)
 def test_well_shaped__agrees_with_the_issue_list(node: Any) -> None:
     """The fast check and the reporting walk never disagree, so no issue is missed."""
-    assert _well_shaped(node) == (json_shape_issues(node, "X") == [])
+    assert well_shaped(node) == (json_shape_issues(node, "X") == [])
