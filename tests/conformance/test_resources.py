@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.errors import BadRequest
-from conformance.resources import well_shaped, json_shape_issues, validate_structure
+from conformance.resources import json_shape_issues, validate_structure, well_shaped
 
 
 def _patient(**extra: Any) -> dict[str, Any]:
