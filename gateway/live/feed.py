@@ -5,12 +5,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, bindparam, delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, delete, select
 
 from gateway.live.tables import event_table, sequence_table
-from gateway.store.engine import is_sqlite
+from gateway.store import driver
+from gateway.store.bulk_statements import insert_rows
+from gateway.store.driver import Statement
 
 _E = event_table.c
 _S = sequence_table.c
@@ -42,37 +42,37 @@ def append_events(
     """
     if not events:
         return
-    bump = _BUMP_SQLITE if is_sqlite(connection) else _BUMP_POSTGRESQL
-    last = int(
-        connection.execute(bump, {"organization": organization, "count": len(events)}).scalar_one()
-    )
-    first = last - len(events) + 1
-    connection.execute(
-        _INSERT_EVENTS,
+    count = len(events)
+    bumped = driver.first(connection, _BUMP, (organization, count, count))
+    assert bumped is not None  # an upsert with RETURNING always returns its row
+    first = int(bumped[0]) - count + 1
+    _INSERT_EVENTS.send(
+        connection,
         [
-            {**event, "organization": organization, "seq": first + offset}
+            (organization, first + offset, *(event[name] for name in _EVENT_COLUMNS))
             for offset, event in enumerate(events)
         ],
     )
 
 
-def _bump(upsert: Any) -> Any:
-    """``last_seq += count`` for one organization (its first events create the row), returning
-    the new value; built once per dialect, as building it cost more than running it."""
-    count = bindparam("count", type_=BigInteger)
-    return (
-        upsert(sequence_table)
-        .values(organization=bindparam("organization"), last_seq=count)
-        .on_conflict_do_update(
-            index_elements=[_S.organization], set_={"last_seq": _S.last_seq + count}
-        )
-        .returning(_S.last_seq)
-    )
-
-
-_BUMP_SQLITE = _bump(sqlite_insert)
-_BUMP_POSTGRESQL = _bump(postgresql_insert)
-_INSERT_EVENTS = insert(event_table)
+_BUMP = Statement(
+    "INSERT INTO referral_event_sequence (organization, last_seq) VALUES (?, ?) "
+    "ON CONFLICT (organization) DO UPDATE "
+    "SET last_seq = referral_event_sequence.last_seq + ? RETURNING last_seq"
+)
+"""``last_seq += count`` for one organization (its first events create the row), returning
+the new value."""
+_EVENT_COLUMNS = (
+    "type",
+    "referral_id",
+    "version",
+    "status",
+    "previous_status",
+    "changed_by",
+    "message_number",
+    "created_at",
+)
+_INSERT_EVENTS = insert_rows(event_table, ("organization", "seq", *_EVENT_COLUMNS))
 
 
 def last_seq(connection: Connection, organization: str) -> int:

@@ -4,13 +4,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from adapters.webhooks import new_webhook_secret, webhook_url_problem
 from adapters.webhooks.signature import secret_key
 from gateway.partners.api_keys import is_api_key
 from gateway.partners.tables import partner_table
+from gateway.store import driver
+from gateway.store.driver import Statement
 
 P = partner_table.c
 
@@ -91,23 +94,30 @@ class PartnerSpec(BaseModel):
         return emails
 
 
-_PARTNER = select(partner_table).where(P.organization == bindparam("organization"))
+_PARTNER = Statement(
+    "SELECT consent_required, auto_decline_at_capacity, respond_within_hours, "
+    "close_within_days, webhook_url, webhook_secret, emails FROM partner WHERE organization = ?"
+)
 
 
 def get_partner(connection: Connection, organization: str) -> Partner:
-    """The partner's settings; an organization without a row gets the defaults."""
-    row = connection.execute(_PARTNER, {"organization": organization}).first()
+    """The partner's settings; an organization without a row gets the defaults. Every Task
+    write reads them, so the statement goes straight to the driver."""
+    row = driver.first(connection, _PARTNER, (organization,))
     if row is None:
         return Partner(organization)
+    consent, auto_decline, respond_within, close_within, url, secret, emails = row
+    if isinstance(emails, str):  # SQLite hands back the JSON text, psycopg the decoded list
+        emails = orjson.loads(emails)
     return Partner(
-        organization=row.organization,
-        consent_required=row.consent_required,
-        auto_decline_at_capacity=row.auto_decline_at_capacity,
-        respond_within_hours=row.respond_within_hours,
-        close_within_days=row.close_within_days,
-        webhook_url=row.webhook_url,
-        webhook_secret=row.webhook_secret,
-        emails=tuple(row.emails or ()),
+        organization=organization,
+        consent_required=bool(consent),
+        auto_decline_at_capacity=bool(auto_decline),
+        respond_within_hours=respond_within,
+        close_within_days=close_within,
+        webhook_url=url,
+        webhook_secret=secret,
+        emails=tuple(emails or ()),
     )
 
 

@@ -1,19 +1,19 @@
-"""The rows one write transaction adds, sent as one ``executemany`` per table.
+"""The rows one write transaction adds, sent as one multi-row statement per table.
 
 A referral transaction stores six resource versions with about sixty search-index rows;
 statement by statement that was some forty round trips and as many compiled statements. Rows
 are collected here and flushed before the transaction reads anything (so it always sees its
-own writes) and before it commits.
+own writes) and before it commits, straight to the driver (``bulk_statements``).
 """
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, update
+from sqlalchemy import Connection
 
 from conformance.search_index import IndexEntries
+from gateway.store.bulk_statements import delete_where, insert_rows, update_where
 from gateway.store.tables import (
     INDEX_TABLES,
     date_table,
@@ -25,43 +25,49 @@ from gateway.store.tables import (
     version_table,
 )
 
-R = resource_table.c
-
-_INSERT = {
-    table: insert(table)
-    for table in (version_table, resource_table, task_party_table, *INDEX_TABLES)
-}
-_CLEAR_INDEX = {
-    table: delete(table).where(
-        table.c.resource_type == bindparam("resource_type"),
-        table.c.resource_id == bindparam("resource_id"),
-    )
-    for table in INDEX_TABLES
-}
-"""Sent with one parameter set per resource: an expanding ``IN`` list would be compiled
-again on every execution."""
-_CLEAR_PARTIES = delete(task_party_table).where(task_party_table.c.task_id == bindparam("task_id"))
-_UPDATE_RESOURCE = (
-    update(resource_table)
-    .where(R.resource_type == bindparam("key_type"), R.id == bindparam("key_id"))
-    .values(
-        version_id=bindparam("new_version"),
-        last_updated=bindparam("new_last_updated"),
-        deleted=bindparam("new_deleted"),
-    )
+_INSERT_VERSIONS = insert_rows(
+    version_table, ("resource_type", "id", "version_id", "last_updated", "method", "body")
 )
+_INSERT_RESOURCES = insert_rows(
+    resource_table, ("resource_type", "id", "version_id", "last_updated", "deleted", "created_by")
+)
+_UPDATE_RESOURCES = update_where(
+    resource_table, ("resource_type", "id"), ("version_id", "last_updated", "deleted")
+)
+_CLEAR_INDEX = [delete_where(table, ("resource_type", "resource_id")) for table in INDEX_TABLES]
+_INSERT_INDEX = {
+    token_table: insert_rows(
+        token_table, ("resource_type", "resource_id", "param", "system", "code")
+    ),
+    reference_table: insert_rows(
+        reference_table,
+        ("resource_type", "resource_id", "param", "target_type", "target_id", "target_base"),
+    ),
+    date_table: insert_rows(date_table, ("resource_type", "resource_id", "param", "low", "high")),
+    string_table: insert_rows(
+        string_table, ("resource_type", "resource_id", "param", "normalised", "exact")
+    ),
+}
+_CLEAR_PARTIES = delete_where(task_party_table, ("task_id",))
+PARTY_COLUMNS = ("task_id", "requester_org", "owner_org", "has_owner", "status")
+_INSERT_PARTIES = insert_rows(task_party_table, PARTY_COLUMNS)
+
+Row = tuple[Any, ...]
 
 
 @dataclass
 class PendingRows:
-    versions: list[dict[str, Any]] = field(default_factory=list)
-    new_resources: list[dict[str, Any]] = field(default_factory=list)
-    changed_resources: list[dict[str, Any]] = field(default_factory=list)
-    cleared: list[tuple[str, str]] = field(default_factory=list)
+    versions: list[Row] = field(default_factory=list)
+    new_resources: list[Row] = field(default_factory=list)
+    changed_resources: list[Row] = field(default_factory=list)
+    cleared: list[Row] = field(default_factory=list)
     """Resources (type, id) whose old index rows go before the new ones are added."""
-    index_rows: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    parties_cleared: list[str] = field(default_factory=list)
-    parties: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[Row] = field(default_factory=list)
+    references: list[Row] = field(default_factory=list)
+    dates: list[Row] = field(default_factory=list)
+    strings: list[Row] = field(default_factory=list)
+    parties_cleared: list[Row] = field(default_factory=list)
+    parties: list[Row] = field(default_factory=list)
     keys: set[tuple[str, str]] = field(default_factory=set)
     """The (type, id) of every resource these rows write."""
 
@@ -86,36 +92,15 @@ class PendingRows:
         """A new version made current (``body`` None is a delete); the first one creates the
         resource row, recording ``created_by``."""
         self.keys.add((resource_type, resource_id))
-        self.versions.append(
-            {
-                "resource_type": resource_type,
-                "id": resource_id,
-                "version_id": version_id,
-                "last_updated": last_updated,
-                "method": method,
-                "body": body,
-            }
-        )
+        self.versions.append((resource_type, resource_id, version_id, last_updated, method, body))
+        deleted = body is None
         if version_id == 1:
             self.new_resources.append(
-                {
-                    "resource_type": resource_type,
-                    "id": resource_id,
-                    "version_id": 1,
-                    "last_updated": last_updated,
-                    "deleted": body is None,
-                    "created_by": created_by,
-                }
+                (resource_type, resource_id, 1, last_updated, deleted, created_by)
             )
         else:
             self.changed_resources.append(
-                {
-                    "key_type": resource_type,
-                    "key_id": resource_id,
-                    "new_version": version_id,
-                    "new_last_updated": last_updated,
-                    "new_deleted": body is None,
-                }
+                (version_id, last_updated, deleted, resource_type, resource_id)
             )
 
     def replace_index(
@@ -126,56 +111,47 @@ class PendingRows:
             self.cleared.append((resource_type, resource_id))
         if entries is None:
             return
-        key = {"resource_type": resource_type, "resource_id": resource_id}
-        rows = self.index_rows
-        rows[token_table].extend(
-            key | {"param": p, "system": s, "code": c}
-            for p, s, c in {(t.param, t.system, t.code) for t in entries.tokens}
+        key = (resource_type, resource_id)
+        self.tokens.extend(
+            key + row for row in {(t.param, t.system, t.code) for t in entries.tokens}
         )
-        rows[reference_table].extend(
-            key | {"param": p, "target_type": t, "target_id": i, "target_base": b}
-            for p, t, i, b in {
+        self.references.extend(
+            key + row
+            for row in {
                 (r.param, r.target_type, r.target_id, r.target_base) for r in entries.references
             }
         )
-        rows[date_table].extend(
-            key | {"param": p, "low": lo, "high": hi}
-            for p, lo, hi in {(d.param, d.low, d.high) for d in entries.dates}
-        )
-        rows[string_table].extend(
-            key | {"param": p, "normalised": n, "exact": e}
-            for p, n, e in {(s.param, s.normalised, s.exact) for s in entries.strings}
+        self.dates.extend(key + row for row in {(d.param, d.low, d.high) for d in entries.dates})
+        self.strings.extend(
+            key + row for row in {(s.param, s.normalised, s.exact) for s in entries.strings}
         )
 
     def set_task_parties(self, task_id: str, row: dict[str, Any] | None) -> None:
         """The Task's requester/owner row becomes ``row`` (None: the Task is gone)."""
-        self.parties_cleared.append(task_id)
+        self.parties_cleared.append((task_id,))
         if row is not None:
-            self.parties.append({"task_id": task_id, **row})
+            values = {"task_id": task_id, **row}
+            self.parties.append(tuple(values[name] for name in PARTY_COLUMNS))
 
     def flush(self, connection: Connection) -> None:
-        if self.versions:
-            connection.execute(_INSERT[version_table], self.versions)
-        if self.new_resources:
-            connection.execute(_INSERT[resource_table], self.new_resources)
-        if self.changed_resources:
-            connection.execute(_UPDATE_RESOURCE, self.changed_resources)
-        if self.cleared:
-            cleared = [{"resource_type": t, "resource_id": i} for t, i in self.cleared]
-            for table in INDEX_TABLES:
-                connection.execute(_CLEAR_INDEX[table], cleared)
-        for table, rows in self.index_rows.items():
-            if rows:
-                connection.execute(_INSERT[table], rows)
-        if self.parties_cleared:
-            connection.execute(_CLEAR_PARTIES, [{"task_id": i} for i in self.parties_cleared])
-        if self.parties:
-            connection.execute(_INSERT[task_party_table], self.parties)
+        if not self.keys and not self.parties_cleared:
+            return
+        _INSERT_VERSIONS.send(connection, self.versions)
+        _INSERT_RESOURCES.send(connection, self.new_resources)
+        _UPDATE_RESOURCES.send(connection, self.changed_resources)
+        for clear in _CLEAR_INDEX:
+            clear.send(connection, self.cleared)
+        _INSERT_INDEX[token_table].send(connection, self.tokens)
+        _INSERT_INDEX[reference_table].send(connection, self.references)
+        _INSERT_INDEX[date_table].send(connection, self.dates)
+        _INSERT_INDEX[string_table].send(connection, self.strings)
+        _CLEAR_PARTIES.send(connection, self.parties_cleared)
+        _INSERT_PARTIES.send(connection, self.parties)
         self.clear()
 
     def clear(self) -> None:
         self.versions, self.new_resources, self.changed_resources = [], [], []
         self.cleared = []
-        self.index_rows = defaultdict(list)
+        self.tokens, self.references, self.dates, self.strings = [], [], [], []
         self.parties_cleared, self.parties = [], []
         self.keys = set()

@@ -1,9 +1,10 @@
-"""Reads of stored resource versions (SQLAlchemy Core); writes go through ``pending_rows``.
+"""Reads of stored resource versions; writes go through ``pending_rows``.
 
-Core, not the ORM, on these paths: the ORM costs 4–5× on lookups (reference/perf.md §4.8), and
-the statements are built once, with bind parameters: building one per call cost 90 µs, running a
-prebuilt one 18 µs. Every function takes the caller's connection, so a read inside a write sees
-that write's own rows.
+The reads every request makes (current version, existence, one version) are fixed statements
+sent straight to the driver (``driver``): the ORM costs 4–5× Core on lookups (reference/perf.md
+§4.8) and Core's execution layer several times what SQLite takes to run them. History pages
+are built with Core. Every function takes the caller's connection, so a read inside a write
+sees that write's own rows.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,13 +15,14 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    bindparam,
     exists,
     func,
     select,
     true,
 )
 
+from gateway.store import driver
+from gateway.store.driver import Statement
 from gateway.store.tables import (
     reference_table,
     resource_table,
@@ -42,58 +44,50 @@ class StoredVersion:
     created_by: str | None = None
 
 
-_CURRENT_COLUMNS = (R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, V.body)
+_JOINED = (
+    "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, v.body, r.created_by "
+    "FROM resource AS r JOIN resource_version AS v "
+    "ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id "
+)
+_CURRENT = Statement(_JOINED + "WHERE r.resource_type = ? AND r.id = ?")
+_LOCK = Statement(
+    "SELECT version_id, last_updated, deleted, created_by FROM resource "
+    "WHERE resource_type = ? AND id = ?",
+    "SELECT version_id, last_updated, deleted, created_by FROM resource "
+    "WHERE resource_type = ? AND id = ? FOR UPDATE",
+)
+_BODY = Statement(
+    "SELECT body FROM resource_version WHERE resource_type = ? AND id = ? AND version_id = ?"
+)
+_VERSION = Statement(
+    "SELECT last_updated, body, method FROM resource_version "
+    "WHERE resource_type = ? AND id = ? AND version_id = ?"
+)
+_EXISTS = Statement(
+    "SELECT 1 FROM resource WHERE resource_type = ? AND id = ? AND deleted = ?",
+)
+_BATCH = 100
+"""Ids per ``IN`` list: chunks are padded to this length, so there is one statement text."""
+_CURRENT_BATCH = Statement(
+    _JOINED + f"WHERE r.resource_type = ? AND r.id IN ({', '.join('?' * _BATCH)}) AND r.deleted = ?"
+)
+_EXISTING_BATCH = Statement(
+    f"SELECT id FROM resource WHERE resource_type = ? AND id IN ({', '.join('?' * _BATCH)}) "
+    "AND deleted = ?"
+)
 
 
-def _current(row: Any) -> StoredVersion:
+def _current(row: driver.Row) -> StoredVersion:
+    resource_type, resource_id, version_id, last_updated, deleted, body, created_by = row
     return StoredVersion(
-        row.resource_type,
-        row.id,
-        row.version_id,
-        row.last_updated,
-        row.deleted,
-        row.body,
-        created_by=row.created_by,
+        resource_type,
+        resource_id,
+        version_id,
+        last_updated,
+        bool(deleted),
+        body,
+        created_by=created_by,
     )
-
-
-_JOIN = resource_table.join(
-    version_table,
-    and_(V.resource_type == R.resource_type, V.id == R.id, V.version_id == R.version_id),
-)
-_THIS_TYPE = R.resource_type == bindparam("resource_type")
-_CURRENT = (
-    select(*_CURRENT_COLUMNS, R.created_by)
-    .select_from(_JOIN)
-    .where(_THIS_TYPE, R.id == bindparam("resource_id"))
-)
-_CURRENT_MANY = (
-    select(*_CURRENT_COLUMNS, R.created_by)
-    .select_from(_JOIN)
-    .where(_THIS_TYPE, R.id.in_(bindparam("ids", expanding=True)), R.deleted.is_(False))
-)
-_EXISTING = select(R.id).where(
-    _THIS_TYPE, R.id.in_(bindparam("ids", expanding=True)), R.deleted.is_(False)
-)
-_EXISTING_ONE = select(R.id).where(
-    _THIS_TYPE, R.id == bindparam("resource_id"), R.deleted.is_(False)
-)
-"""For the usual single id: an expanding ``IN`` list is compiled again on every execution."""
-_LOCK = (
-    select(R.version_id, R.last_updated, R.deleted, R.created_by)
-    .where(_THIS_TYPE, R.id == bindparam("resource_id"))
-    .with_for_update()
-)
-_BODY = select(V.body).where(
-    V.resource_type == bindparam("resource_type"),
-    V.id == bindparam("resource_id"),
-    V.version_id == bindparam("version_id"),
-)
-_VERSION = select(V.resource_type, V.id, V.version_id, V.last_updated, V.body, V.method).where(
-    V.resource_type == bindparam("resource_type"),
-    V.id == bindparam("resource_id"),
-    V.version_id == bindparam("version_id"),
-)
 
 
 def current(
@@ -102,8 +96,7 @@ def current(
     """The current version (deleted or not); ``for_update`` locks the row until commit."""
     if for_update:
         return _locked_current(connection, resource_type, resource_id)
-    key = {"resource_type": resource_type, "resource_id": resource_id}
-    row = connection.execute(_CURRENT, key).first()
+    row = driver.first(connection, _CURRENT, (resource_type, resource_id))
     return _current(row) if row else None
 
 
@@ -116,19 +109,20 @@ def _locked_current(
     re-checks the join against the *new* row and the *old* version row, finds no match, and
     concludes that the resource does not exist.
     """
-    key = {"resource_type": resource_type, "resource_id": resource_id}
-    row = connection.execute(_LOCK, key).first()
+    row = driver.first(connection, _LOCK, (resource_type, resource_id))
     if row is None:
         return None
-    body = connection.execute(_BODY, {**key, "version_id": row.version_id}).scalar_one()
+    version_id, last_updated, deleted, created_by = row
+    found = driver.first(connection, _BODY, (resource_type, resource_id, version_id))
+    assert found is not None  # the version row is written with the resource row
     return StoredVersion(
         resource_type,
         resource_id,
-        row.version_id,
-        row.last_updated,
-        row.deleted,
-        body,
-        created_by=row.created_by,
+        version_id,
+        last_updated,
+        bool(deleted),
+        found[0],
+        created_by=created_by,
     )
 
 
@@ -138,8 +132,14 @@ def current_many(
     """Current, not-deleted versions of several resources at once, keyed by (type, id)."""
     found: dict[tuple[str, str], StoredVersion] = {}
     for resource_type, ids in _ids_by_type(keys):
-        for row in connection.execute(_CURRENT_MANY, {"resource_type": resource_type, "ids": ids}):
-            found[(row.resource_type, row.id)] = _current(row)
+        if len(ids) == 1:
+            row = driver.first(connection, _CURRENT, (resource_type, ids[0]))
+            rows = [row] if row is not None and not row[4] else []
+        else:
+            rows = driver.rows(connection, _CURRENT_BATCH, _padded(resource_type, ids))
+        for row in rows:
+            stored = _current(row)
+            found[(stored.resource_type, stored.id)] = stored
     return found
 
 
@@ -150,25 +150,24 @@ def _ids_by_type(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, list[st
     for resource_type, resource_id in dict.fromkeys(keys):
         grouped.setdefault(resource_type, []).append(resource_id)
     for resource_type, ids in grouped.items():
-        for start in range(0, len(ids), 500):
-            yield resource_type, ids[start : start + 500]
+        for start in range(0, len(ids), _BATCH):
+            yield resource_type, ids[start : start + _BATCH]
+
+
+def _padded(resource_type: str, ids: list[str]) -> tuple[Any, ...]:
+    """Parameters for a ``_BATCH`` statement: the ids, the last repeated to fill the list."""
+    return (resource_type, *ids, *[ids[-1]] * (_BATCH - len(ids)), False)
 
 
 def version(
     connection: Connection, resource_type: str, resource_id: str, version_id: int
 ) -> StoredVersion | None:
-    key = {"resource_type": resource_type, "resource_id": resource_id, "version_id": version_id}
-    row = connection.execute(_VERSION, key).first()
+    row = driver.first(connection, _VERSION, (resource_type, resource_id, version_id))
     if row is None:
         return None
+    last_updated, body, method = row
     return StoredVersion(
-        row.resource_type,
-        row.id,
-        row.version_id,
-        row.last_updated,
-        row.body is None,
-        row.body,
-        row.method,
+        resource_type, resource_id, version_id, last_updated, body is None, body, method
     )
 
 
@@ -177,12 +176,11 @@ def existing_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> se
     found: set[tuple[str, str]] = set()
     for resource_type, ids in _ids_by_type(keys):
         if len(ids) == 1:
-            rows = connection.execute(
-                _EXISTING_ONE, {"resource_type": resource_type, "resource_id": ids[0]}
-            )
+            if driver.first(connection, _EXISTS, (resource_type, ids[0], False)) is not None:
+                found.add((resource_type, ids[0]))
         else:
-            rows = connection.execute(_EXISTING, {"resource_type": resource_type, "ids": ids})
-        found.update((resource_type, row.id) for row in rows)
+            rows = driver.rows(connection, _EXISTING_BATCH, _padded(resource_type, ids))
+            found.update((resource_type, row[0]) for row in rows)
     return found
 
 

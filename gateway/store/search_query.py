@@ -13,7 +13,6 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
-    bindparam,
     exists,
     false,
     func,
@@ -37,6 +36,8 @@ from conformance.search_request import (
 )
 from gateway.access.policy import AccessFilter
 from gateway.access.visibility import visibility_condition
+from gateway.store import driver
+from gateway.store.driver import Statement
 from gateway.store.engine import is_sqlite
 from gateway.store.resource_rows import StoredVersion
 from gateway.store.tables import (
@@ -139,29 +140,15 @@ def find_matches(
     return [StoredVersion(*row) for row in connection.execute(query)]
 
 
-_T = token_table.c
-_BY_ONE_TOKEN = (
-    select(R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, V.body)
-    .select_from(
-        resource_table.join(
-            version_table,
-            and_(V.resource_type == R.resource_type, V.id == R.id, V.version_id == R.version_id),
-        )
-    )
-    .where(
-        R.resource_type == bindparam("resource_type"),
-        R.deleted.is_(False),
-        R.id.in_(
-            select(_T.resource_id).where(
-                _T.resource_type == bindparam("resource_type"),
-                _T.param == bindparam("param"),
-                _T.code == bindparam("code"),
-                _T.system == bindparam("system"),
-            )
-        ),
-    )
-    .order_by((R.last_updated + 0).asc(), R.id.asc())
-    .limit(bindparam("limit"))
+_BY_ONE_TOKEN = Statement(
+    "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, v.body "
+    "FROM resource AS r JOIN resource_version AS v "
+    "ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id "
+    "WHERE r.resource_type = ? AND r.deleted = ? AND r.id IN ("
+    "SELECT resource_id FROM search_token "
+    "WHERE resource_type = ? AND param = ? AND code = ? AND system = ?) "
+    # `+ 0`: order by an expression no index supplies, so SQLite starts from the token rows
+    "ORDER BY r.last_updated + 0, r.id LIMIT ?"
 )
 
 
@@ -184,17 +171,21 @@ def find_by_token(
 ) -> list[StoredVersion]:
     """``find_matches`` for a ``one_token_request`` without an access filter, through one
     prebuilt statement: building the general query cost more than running it."""
-    rows = connection.execute(
+    resource_type = request.resource_type
+    rows = driver.rows(
+        connection,
         _BY_ONE_TOKEN,
-        {
-            "resource_type": request.resource_type,
-            "param": request.criteria[0].parameter.code,
-            "code": (value.code or "")[:TOKEN_INDEX_LENGTH],
-            "system": (value.system or "")[:TOKEN_INDEX_LENGTH],
-            "limit": request.count,
-        },
+        (
+            resource_type,
+            False,
+            resource_type,
+            request.criteria[0].parameter.code,
+            (value.code or "")[:TOKEN_INDEX_LENGTH],
+            (value.system or "")[:TOKEN_INDEX_LENGTH],
+            request.count,
+        ),
     )
-    return [StoredVersion(*row) for row in rows]
+    return [StoredVersion(t, i, v, u, bool(d), b) for t, i, v, u, d, b in rows]
 
 
 def included_keys(

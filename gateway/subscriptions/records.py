@@ -32,6 +32,8 @@ from sqlalchemy import (
 from conformance.access import AccessContext, Grant
 from conformance.subscriptions import TOPICS, SubscriptionSpec, Topic
 from gateway.outbox.messages import REASON_LENGTH
+from gateway.store import driver
+from gateway.store.driver import Statement
 from gateway.store.engine import is_sqlite
 from gateway.subscriptions.tables import (
     subscription_event_table,
@@ -192,12 +194,15 @@ def get_subscription(connection: Connection, subscription_id: str) -> Subscripti
     return _record(row) if row is not None else None
 
 
+_GENERATION = Statement("SELECT token FROM subscription_generation WHERE name = ?")
+
+
 def generation(connection: Connection) -> str | None:
-    """The token of the last committed change to live subscriptions (or this transaction's)."""
-    token: str | None = connection.execute(
-        select(G.token).where(G.name == GENERATION)
-    ).scalar_one_or_none()
-    return token
+    """The token of the last committed change to live subscriptions (or this transaction's).
+
+    Every Task and ServiceRequest write reads it, so it goes straight to the driver."""
+    row = driver.first(connection, _GENERATION, (GENERATION,))
+    return str(row[0]) if row is not None else None
 
 
 def new_generation(connection: Connection) -> None:
