@@ -537,7 +537,8 @@ class FhirService:
         stored = StoredVersion(resource_type, resource_id, version_id, ctx.now, False, body, method)
         ctx.written.append(stored)
         if resource_type == "Task" and parties is not None:
-            ctx.pending.set_task_parties(resource_id, parties.row(str(resource.get("status"))))
+            row = {**parties.row(str(resource.get("status"))), "last_updated": ctx.now}
+            ctx.pending.set_task_parties(resource_id, row)
             self._store_provenance(ctx, stored, "create" if version_id == 1 else "update")
             ctx.task_writes.append(TaskWrite(previous, resource, stored, parties))
         return stored

@@ -14,7 +14,6 @@ from sqlalchemy import (
     Select,
     and_,
     exists,
-    false,
     func,
     not_,
     or_,
@@ -37,6 +36,7 @@ from conformance.search_request import (
 from gateway.access.policy import AccessFilter
 from gateway.access.visibility import visibility_condition
 from gateway.store import driver
+from gateway.store.date_match import date_match
 from gateway.store.driver import Statement
 from gateway.store.engine import is_sqlite
 from gateway.store.resource_rows import StoredVersion
@@ -48,6 +48,7 @@ from gateway.store.tables import (
     token_table,
     version_table,
 )
+from gateway.store.task_inbox import inbox_candidates
 
 R, V = resource_table.c, version_table.c
 
@@ -75,6 +76,9 @@ def _where(request: SearchRequest, access: AccessFilter | None) -> ColumnElement
     conditions = [R.resource_type == request.resource_type, R.deleted.is_(False)]
     probe = _driven_by_the_resource_table(request.criteria)
     conditions.extend(_criterion(request.resource_type, c, probe=probe) for c in request.criteria)
+    inbox = inbox_candidates(request.resource_type, request.criteria, R.id)
+    if inbox is not None:  # a superset of the matches, from one index range
+        conditions.append(inbox)
     conditions.append(access_condition(access, probe=probe))
     return and_(*conditions)
 
@@ -271,7 +275,7 @@ def _criterion(
     if parameter.type == "last-updated":
         return or_(
             *(
-                _date_match(R.last_updated, R.last_updated, v)
+                date_match(R.last_updated, R.last_updated, v)
                 for v in criterion.values
                 if isinstance(v, DateQuery)
             )
@@ -329,7 +333,7 @@ def _value_match(kind: str, modifier: str | None, c: Any, value: Any) -> ColumnE
     if kind == "reference":
         return _reference_match(c, value)
     if kind == "date":
-        return _date_match(c.low, c.high, value)
+        return date_match(c.low, c.high, value)
     return _string_match(c, modifier, str(value))
 
 
@@ -347,32 +351,6 @@ def _reference_match(c: Any, value: ReferenceQuery) -> ColumnElement[bool]:
     if value.target_type:
         conditions.append(c.target_type == value.target_type)
     return and_(*conditions)
-
-
-def _date_match(low: Any, high: Any, value: DateQuery) -> ColumnElement[bool]:
-    """Range semantics of search.html#prefix: compare the resource's range with the value's."""
-    within = and_(low >= value.low, high <= value.high)
-    prefix = value.prefix
-    if prefix == "eq":
-        return within
-    if prefix == "ne":
-        return not_(within)
-    if prefix == "gt":
-        return _bool(high > value.high)
-    if prefix == "lt":
-        return _bool(low < value.low)
-    if prefix == "ge":
-        return or_(high > value.high, within)
-    if prefix == "le":
-        return or_(low < value.low, within)
-    if prefix == "sa":
-        return _bool(low > value.high)
-    if prefix == "eb":
-        return _bool(high < value.low)
-    if prefix == "ap":  # overlap, widened by a tenth of the value's width or one day
-        margin = max((value.high - value.low) // 10, 86_400_000_000)
-        return and_(low <= value.high + margin, high >= value.low - margin)
-    return false()
 
 
 def _string_match(c: Any, modifier: str | None, text: str) -> ColumnElement[bool]:

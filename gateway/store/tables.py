@@ -35,7 +35,8 @@ class TaskPartyRow(SQLModel, table=True):
     __tablename__ = "task_party"
     __table_args__ = (
         Index("ix_task_party_requester", "requester_org"),
-        Index("ix_task_party_owner", "owner_org", "status"),
+        # a CBO's inbox poll (owner, status, _lastUpdated) is one range scan here
+        Index("ix_task_party_owner_status_updated", "owner_org", "status", "last_updated"),
     )
 
     task_id: str = Field(primary_key=True, max_length=64)
@@ -43,6 +44,8 @@ class TaskPartyRow(SQLModel, table=True):
     owner_org: str | None = Field(default=None, max_length=255)
     has_owner: bool = False
     status: str = Field(max_length=32)
+    last_updated: int = Field(sa_type=BigInteger)
+    """The Task's ``meta.lastUpdated``, as in ``resource``."""
 
 
 class ResourceVersionRow(SQLModel, table=True):

@@ -1,15 +1,93 @@
 """The Alembic migrations build exactly the schema the table definitions describe."""
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 import gateway.store.tables  # noqa: F401  (the FHIR store's tables)
 import smart_auth.tables  # noqa: F401  (the authorization server's tables)
+from gateway.store.engine import make_engine, write_transaction
+from gateway.store.migrate import alembic_config
 
 
 def test_migrations__leave_nothing_for_autogenerate_to_add(engine: Engine) -> None:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert differences == []
+
+
+@pytest.fixture
+def fresh_engine(database_url: str, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database of the run's kind, of this test's own."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"loopgate_migration_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
+    config = alembic_config()
+    with write_transaction(engine) as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def test_migration_0010__gives_stored_tasks_their_last_updated(fresh_engine: Engine) -> None:
+    """Tasks written before 0010 get their lastUpdated in task_party, so an inbox poll
+    narrowed through the new index still finds them; 0010 also goes back down cleanly."""
+    _migrate(fresh_engine, "0009")
+    with write_transaction(fresh_engine) as connection:
+        for task_id, updated in (("t-1", 1_700_000_000_000_001), ("t-2", 1_700_000_000_000_002)):
+            connection.execute(
+                text(
+                    "INSERT INTO resource (resource_type, id, version_id, last_updated, deleted) "
+                    "VALUES ('Task', :id, 1, :updated, false)"
+                ),
+                {"id": task_id, "updated": updated},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO task_party (task_id, owner_org, has_owner, status) "
+                    "VALUES (:id, 'Organization/eastside-food-bank', true, 'requested')"
+                ),
+                {"id": task_id},
+            )
+
+    _migrate(fresh_engine, "heads")
+
+    with fresh_engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT task_id, last_updated FROM task_party ORDER BY task_id")
+        ).all()
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert [tuple(row) for row in rows] == [
+        ("t-1", 1_700_000_000_000_001),
+        ("t-2", 1_700_000_000_000_002),
+    ]
+    assert differences == []
+    _migrate(fresh_engine, "0009", down=True)
+    with fresh_engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("task_party")}
+    assert "last_updated" not in columns

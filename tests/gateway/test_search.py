@@ -834,6 +834,97 @@ def test_search_index__covers_resources_created_by_post_and_by_transaction(
     assert included(by_focus) == [f"ServiceRequest/{sr_id}"]
 
 
+# -- the CBO's inbox poll -----------------------------------------------------------------------
+
+
+def test_inbox_poll__follows_status_changes_owners_and_deletes(client: TestClient) -> None:
+    """``Task?owner=Organization/x&status=…&_lastUpdated=gt…``, the poll a CBO runs, starts from
+    task_party's (owner, status, lastUpdated) index: it must match exactly what the criteria
+    say as Tasks are accepted, reassigned and deleted, for the CBO and for an administrator."""
+    seed_network(client)
+    put(client, service_request())
+    put(
+        client,
+        {
+            "resourceType": "PractitionerRole",
+            "id": "prr-food-intake",
+            "active": True,
+            "organization": {"reference": CBO},
+        },
+    )
+    since = put(client, task("t-before", status="draft"))["meta"]["lastUpdated"]
+    put(client, task("t-new"))
+    put(client, task("t-role", owner={"reference": "PractitionerRole/prr-food-intake"}))
+    put(client, task("t-other", owner={"reference": OTHER_CBO}))
+    put(client, task("t-draft", status="draft"))
+    accepted = put(client, task("t-accepted"))
+    mark = accepted["meta"]["lastUpdated"]
+
+    def poll(params: dict[str, str], expected: list[str]) -> None:
+        check_cases(client, "Task", [(params, expected)])  # as the administrator
+        check_cases(client, "Task", [(params, expected)], org=CBO)
+
+    poll(
+        {"owner": CBO, "status": "requested", "_lastUpdated": f"gt{since}"}, ["t-new", "t-accepted"]
+    )
+    poll({"owner": CBO, "status": "draft", "_lastUpdated": f"gt{since}"}, ["t-draft"])
+
+    put(client, moved(accepted, status="accepted"), org=CBO)
+    delete(client, "Task", "t-draft")
+    put(client, task("t-before", status="draft", owner={"reference": OTHER_CBO}))
+
+    poll({"owner": CBO, "status": "requested", "_lastUpdated": f"gt{since}"}, ["t-new"])
+    poll({"owner": CBO, "status": "requested", "_lastUpdated": f"gt{mark}"}, [])
+    poll({"owner": CBO, "status": "accepted", "_lastUpdated": f"gt{mark}"}, ["t-accepted"])
+    poll({"owner": CBO, "_lastUpdated": f"le{mark}"}, ["t-new"])
+    poll({"owner": CBO, "status": "draft"}, [])
+    poll({"owner": CBO, "status": "requested,accepted"}, ["t-new", "t-accepted"])
+    poll({"owner": CBO, "status": "|requested"}, ["t-new"])
+    poll({"owner": "PractitionerRole/prr-food-intake", "status": "requested"}, ["t-role"])
+    check_cases(  # Tasks another CBO owns: the administrator sees them, the CBO does not
+        client,
+        "Task",
+        [
+            ({"owner": OTHER_CBO, "status": "draft", "_lastUpdated": f"gt{mark}"}, ["t-before"]),
+            ({"owner": f"{CBO},{OTHER_CBO}", "status": "requested"}, ["t-new", "t-other"]),
+            ({"owner": CBO, "status:not": "requested"}, ["t-accepted"]),
+        ],
+    )
+
+
+def test_inbox_poll__sqlite_starts_from_the_inbox_index(client: TestClient, engine: Engine) -> None:
+    """The poll's count and page read task_party's inbox index, not every recent Task."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans with its own statistics")
+    seed_network(client)
+    put(client, service_request())
+    since = put(client, task("t-1"))["meta"]["lastUpdated"]
+    put(client, task("t-2"))
+    searches: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "task_party" in statement:
+            searches.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        found = search(
+            client,
+            "Task",
+            {"owner": CBO, "status": "requested", "_lastUpdated": f"gt{since}"},
+            org=CBO,
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert matched(found) == ["t-2"]
+    assert searches  # the page, and the count when the page is full
+    with engine.connect() as connection:
+        for statement, parameters in searches:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            steps = " | ".join(str(row[-1]) for row in plan)
+            assert "ix_task_party_owner_status_updated" in steps, steps
+
+
 # -- reference forms ----------------------------------------------------------------------------
 
 
