@@ -19,18 +19,18 @@ from gateway.store.tables import reference_table, resource_table, task_party_tab
 R, TP, REF = resource_table.c, task_party_table.c, reference_table.c
 
 
+def task_party_visible(organization: str) -> ColumnElement[bool]:
+    """A condition on a ``task_party`` row: its Task is seen by ``organization``."""
+    return or_(
+        TP.requester_org == organization,
+        TP.owner_org == organization,
+        and_(TP.has_owner.is_(False), TP.status == "requested"),
+    )
+
+
 def task_visible(task_id: Any, organization: str) -> ColumnElement[bool]:
     """The Task whose id is ``task_id`` is seen by ``organization`` (one primary-key probe)."""
-    return exists(
-        select(1).where(
-            TP.task_id == task_id,
-            or_(
-                TP.requester_org == organization,
-                TP.owner_org == organization,
-                and_(TP.has_owner.is_(False), TP.status == "requested"),
-            ),
-        )
-    )
+    return exists(select(1).where(TP.task_id == task_id, task_party_visible(organization)))
 
 
 def _reached_from(source_type: str, target_type: str, target_id: Any, source_visible: Any) -> Any:

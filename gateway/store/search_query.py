@@ -6,6 +6,7 @@ Spec: http://hl7.org/fhir/R4/search.html
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -76,9 +77,12 @@ def _where(request: SearchRequest, access: AccessFilter | None) -> ColumnElement
     conditions = [R.resource_type == request.resource_type, R.deleted.is_(False)]
     probe = _driven_by_the_resource_table(request.criteria)
     conditions.extend(_criterion(request.resource_type, c, probe=probe) for c in request.criteria)
-    inbox = inbox_candidates(request.resource_type, request.criteria, R.id)
-    if inbox is not None:  # a superset of the matches, from one index range
+    organization = access.organization if access is not None else None
+    inbox = inbox_candidates(request.resource_type, request.criteria, R.id, visible_to=organization)
+    if inbox is not None:  # a superset of the matches, from one index range, visibility checked
         conditions.append(inbox)
+        if access is not None:
+            access = replace(access, organization=None)
     conditions.append(access_condition(access, probe=probe))
     return and_(*conditions)
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select
 
 from conformance.search_request import Criterion, DateQuery, ReferenceQuery, TokenQuery
+from gateway.access.visibility import task_party_visible
 from gateway.store.date_match import date_match
 from gateway.store.tables import task_party_table
 
@@ -20,15 +21,26 @@ TP = task_party_table.c
 
 
 def inbox_candidates(
-    resource_type: str, criteria: Sequence[Criterion], resource_id: Any
+    resource_type: str,
+    criteria: Sequence[Criterion],
+    resource_id: Any,
+    *,
+    visible_to: str | None = None,
 ) -> ColumnElement[bool] | None:
-    """``resource_id IN (the task_party range)`` when the criteria allow it, else None."""
+    """``resource_id IN (the task_party range)`` when the criteria allow it, else None.
+
+    With ``visible_to``, the range keeps only the Tasks that organization sees: checked on
+    the rows the range reads anyway, where a probe of its own let PostgreSQL turn it into a
+    scan of every Task the organization sees.
+    """
     if resource_type != "Task":
         return None
     owners = next(filter(None, (_owner_organizations(c) for c in criteria)), None)
     if owners is None:
         return None
     narrowed = [TP.owner_org.in_(owners)]
+    if visible_to is not None:
+        narrowed.append(task_party_visible(visible_to))
     for criterion in criteria:
         statuses = _statuses(criterion)
         if statuses is not None:

@@ -890,6 +890,15 @@ def test_inbox_poll__follows_status_changes_owners_and_deletes(client: TestClien
             ({"owner": CBO, "status:not": "requested"}, ["t-accepted"]),
         ],
     )
+    check_cases(
+        client,
+        "Task",
+        [
+            ({"owner": OTHER_CBO, "status": "requested"}, []),
+            ({"owner": f"{CBO},{OTHER_CBO}", "status": "requested"}, ["t-new"]),
+        ],
+        org=CBO,
+    )
 
 
 def test_inbox_poll__sqlite_starts_from_the_inbox_index(client: TestClient, engine: Engine) -> None:
