@@ -1,7 +1,7 @@
 """The referral-event feed in the database: append an organization's events in commit order,
 read them after a position, and forget old ones."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,27 +32,28 @@ class FeedEvent:
 
 
 def append_events(
-    connection: Connection, organization: str, events: Sequence[dict[str, Any]]
+    connection: Connection, events_by_organization: Mapping[str, Sequence[dict[str, Any]]]
 ) -> None:
-    """Number ``events`` after the organization's last one and insert them.
+    """Number each organization's events after its last one and insert them all.
 
-    The sequence row is bumped first and stays locked until the transaction ends, so two
-    writers for one organization take turns and their numbers commit in order. Call once per
-    organization per transaction, organizations in sorted order (no deadlock between writers).
+    The organizations' sequence rows are bumped first, in sorted order (so writers never
+    deadlock), and stay locked until the transaction ends: two writers for one organization
+    take turns and their numbers commit in order. Call once per transaction.
     """
-    if not events:
-        return
-    count = len(events)
-    bumped = driver.first(connection, _BUMP, (organization, count, count))
-    assert bumped is not None  # an upsert with RETURNING always returns its row
-    first = int(bumped[0]) - count + 1
-    _INSERT_EVENTS.send(
-        connection,
-        [
+    rows: list[tuple[Any, ...]] = []
+    for organization in sorted(events_by_organization):
+        events = events_by_organization[organization]
+        if not events:
+            continue
+        count = len(events)
+        bumped = driver.first(connection, _BUMP, (organization, count, count))
+        assert bumped is not None  # an upsert with RETURNING always returns its row
+        first = int(bumped[0]) - count + 1
+        rows.extend(
             (organization, first + offset, *(event[name] for name in _EVENT_COLUMNS))
             for offset, event in enumerate(events)
-        ],
-    )
+        )
+    _INSERT_EVENTS.send(connection, rows)
 
 
 _BUMP = Statement(

@@ -35,9 +35,8 @@ class ReferralEventRecorder:
                 pending.setdefault(organization, []).extend(_rows(events, write, ctx))
         if not pending:
             return
-        organizations = sorted(pending)  # one locking order for every writer
-        for organization in organizations:
-            append_events(ctx.other_tables, organization, pending[organization])
+        organizations = sorted(pending)
+        append_events(ctx.other_tables, pending)
         changed = self.changed
         if changed is not None:
             ctx.after_commit.append(lambda: changed(organizations))

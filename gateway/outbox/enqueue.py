@@ -9,6 +9,7 @@ from sqlalchemy import Connection, insert
 from gateway.fhir.ids import new_resource_id
 from gateway.fhir.write_context import now_us
 from gateway.outbox.messages import PENDING
+from gateway.store.bulk_statements import insert_rows
 from gateway.store.tables import outbox_table
 
 
@@ -57,20 +58,37 @@ def enqueue_many(
     in the order given; returns their ids."""
     now = now_us()
     rows = [
-        {
-            "id": new_resource_id(),
-            "kind": kind,
-            "destination": destination,
-            "ordering_key": ordering_key,
-            "payload": orjson.dumps(payload).decode(),
-            "created_at": now,
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "pending_since": now,
-        }
+        (
+            new_resource_id(),
+            kind,
+            destination,
+            ordering_key,
+            orjson.dumps(payload).decode(),
+            now,
+            PENDING,
+            0,
+            now,
+            now,
+        )
         for destination, ordering_key, payload in messages
     ]
-    if rows:
-        connection.execute(insert(outbox_table), rows)
-    return [str(row["id"]) for row in rows]
+    _INSERT_MESSAGES.send(connection, rows)
+    return [str(row[0]) for row in rows]
+
+
+_INSERT_MESSAGES = insert_rows(
+    outbox_table,
+    (
+        "id",
+        "kind",
+        "destination",
+        "ordering_key",
+        "payload",
+        "created_at",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "pending_since",
+    ),
+)
+"""Every column but ``seq``, which the database numbers in the order the rows come."""

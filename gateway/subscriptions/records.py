@@ -33,8 +33,8 @@ from conformance.access import AccessContext, Grant
 from conformance.subscriptions import TOPICS, SubscriptionSpec, Topic
 from gateway.outbox.messages import REASON_LENGTH
 from gateway.store import driver
+from gateway.store.bulk_statements import insert_rows
 from gateway.store.driver import Statement
-from gateway.store.engine import is_sqlite
 from gateway.subscriptions.tables import (
     subscription_event_table,
     subscription_generation_table,
@@ -257,46 +257,63 @@ def next_event_number(connection: Connection, subscription_id: str, *, now: int)
 def next_event_numbers(
     connection: Connection, subscription_ids: Sequence[str], *, now: int
 ) -> dict[str, int]:
-    """``next_event_number`` for several subscriptions at once (ids in id order): on
-    PostgreSQL their rows are locked in that order first, so writers never deadlock."""
-    if len(subscription_ids) == 1:
-        [only] = subscription_ids
-        return {only: next_event_number(connection, only, now=now)}
-    if not is_sqlite(connection):
-        connection.execute(
-            select(S.id).where(S.id.in_(subscription_ids)).order_by(S.id).with_for_update()
-        ).all()
-    rows = connection.execute(
-        update(subscription_table)
-        .where(S.id.in_(subscription_ids))
-        .values(
-            events_since_start=S.events_since_start + 1,
-            next_heartbeat_at=_one_period_after(now),
-        )
-        .returning(S.id, S.events_since_start)
+    """``next_event_number`` for several subscriptions at once, in one statement: on
+    PostgreSQL their rows are locked in id order first, so writers never deadlock."""
+    if not subscription_ids:
+        return {}
+    rows = driver.rows(
+        connection,
+        _COUNT_EVENTS,
+        (now, MICROS, orjson.dumps(sorted(subscription_ids)).decode()),
     )
-    return {row.id: int(row.events_since_start) for row in rows}
+    return {str(subscription_id): int(number) for subscription_id, number in rows}
+
+
+_COUNT_EVENTS = Statement(
+    "UPDATE subscription SET events_since_start = events_since_start + 1, "
+    "next_heartbeat_at = ? + heartbeat_s * ? "
+    "WHERE id IN (SELECT value FROM json_each(?)) RETURNING id, events_since_start",
+    "UPDATE subscription SET events_since_start = events_since_start + 1, "
+    "next_heartbeat_at = ?::bigint + heartbeat_s::bigint * ? "
+    "WHERE id IN (SELECT id FROM subscription "
+    "WHERE id IN (SELECT json_array_elements_text(?::json)) ORDER BY id FOR UPDATE) "
+    "RETURNING id, events_since_start",
+)
+"""One more event for each subscription named in a JSON array (one statement text for any
+number of them), postponing its heartbeat; returns (id, its new count)."""
 
 
 def record_events(connection: Connection, events: Sequence[tuple[str, EventRecord]]) -> None:
     """Log (subscription id, event) pairs in one statement."""
-    if not events:
-        return
-    connection.execute(
-        insert(subscription_event_table),
+    _INSERT_EVENTS.send(
+        connection,
         [
-            {
-                "subscription_id": subscription_id,
-                "event_number": event.number,
-                "occurred_at": event.occurred_at,
-                "focus_type": event.focus_type,
-                "focus_id": event.focus_id,
-                "focus_version": event.focus_version,
-                "method": event.method,
-            }
+            (
+                subscription_id,
+                event.number,
+                event.occurred_at,
+                event.focus_type,
+                event.focus_id,
+                event.focus_version,
+                event.method,
+            )
             for subscription_id, event in events
         ],
     )
+
+
+_INSERT_EVENTS = insert_rows(
+    subscription_event_table,
+    (
+        "subscription_id",
+        "event_number",
+        "occurred_at",
+        "focus_type",
+        "focus_id",
+        "focus_version",
+        "method",
+    ),
+)
 
 
 def events_between(
