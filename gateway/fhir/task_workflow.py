@@ -58,12 +58,13 @@ class TaskWorkflow:
         self, ctx: WriteContext, old: dict[str, Any], new: dict[str, Any]
     ) -> TaskParties:
         """Apply the update rules; returns the new version's parties."""
-        parties = self._parties(ctx, new)
+        resolved: dict[str, str | None] = {}  # the versions mostly name the same parties
+        parties = self._parties(ctx, new, resolved)
         check_task_update(
             old,
             new,
             actor=ctx.actor,
-            old_parties=self._parties(ctx, old),
+            old_parties=self._parties(ctx, old, resolved),
             new_parties=parties,
             procedures=self._procedures(ctx, new),
             focus_key=self._focus_key(new),
@@ -115,13 +116,38 @@ class TaskWorkflow:
             "agent": agents,
         }
 
-    def _parties(self, ctx: WriteContext, task: Mapping[str, Any]) -> TaskParties:
+    def _parties(
+        self,
+        ctx: WriteContext,
+        task: Mapping[str, Any],
+        resolved: dict[str, str | None] | None = None,
+    ) -> TaskParties:
+        """``resolved`` remembers, by role and reference text, what was already looked up."""
+        memo = {} if resolved is None else resolved
         owner = task.get("owner")
         return TaskParties(
-            requester=self._organization_for(ctx, task.get("requester"), {"PractitionerRole"}),
-            owner=self._organization_for(ctx, owner, _ORGANIZATION_HOLDERS),
+            requester=self._remembered(
+                memo, "requester", ctx, task.get("requester"), {"PractitionerRole"}
+            ),
+            owner=self._remembered(memo, "owner", ctx, owner, _ORGANIZATION_HOLDERS),
             has_owner=bool(owner),
         )
+
+    def _remembered(
+        self,
+        memo: dict[str, str | None],
+        role: str,
+        ctx: WriteContext,
+        reference: Any,
+        holders: set[str],
+    ) -> str | None:
+        value = reference.get("reference") if isinstance(reference, dict) else None
+        if not isinstance(value, str):
+            return None
+        key = f"{role} {value}"
+        if key not in memo:
+            memo[key] = self._organization_for(ctx, reference, holders)
+        return memo[key]
 
     def _organization_for(self, ctx: WriteContext, reference: Any, holders: set[str]) -> str | None:
         """The organization a requester/owner Reference stands for, if Loopgate can tell."""

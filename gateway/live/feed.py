@@ -40,29 +40,53 @@ def append_events(
     deadlock), and stay locked until the transaction ends: two writers for one organization
     take turns and their numbers commit in order. Call once per transaction.
     """
+    counts = {
+        organization: len(events)
+        for organization, events in sorted(events_by_organization.items())
+        if events
+    }
+    if not counts:
+        return
+    last = _bump(connection, counts)
     rows: list[tuple[Any, ...]] = []
-    for organization in sorted(events_by_organization):
-        events = events_by_organization[organization]
-        if not events:
-            continue
-        count = len(events)
-        bumped = driver.first(connection, _BUMP, (organization, count, count))
-        assert bumped is not None  # an upsert with RETURNING always returns its row
-        first = int(bumped[0]) - count + 1
+    for organization, count in counts.items():
+        first = last[organization] - count + 1
         rows.extend(
             (organization, first + offset, *(event[name] for name in _EVENT_COLUMNS))
-            for offset, event in enumerate(events)
+            for offset, event in enumerate(events_by_organization[organization])
         )
     _INSERT_EVENTS.send(connection, rows)
+
+
+def _bump(connection: Connection, counts: dict[str, int]) -> dict[str, int]:
+    """``last_seq += count`` for each organization, in the order given (its first events
+    create its row); the new values. One statement on PostgreSQL, one per organization on
+    SQLite, which has no multi-row RETURNING through ``executemany``."""
+    if len(counts) > 1 and connection.dialect.name != "sqlite":
+        organizations, added = list(counts), list(counts.values())
+        bumped = driver.rows(connection, _BUMP_MANY, (organizations, added))
+        return {str(organization): int(value) for organization, value in bumped}
+    last: dict[str, int] = {}
+    for organization, count in counts.items():
+        row = driver.first(connection, _BUMP, (organization, count))
+        assert row is not None  # an upsert with RETURNING always returns its row
+        last[organization] = int(row[0])
+    return last
 
 
 _BUMP = Statement(
     "INSERT INTO referral_event_sequence (organization, last_seq) VALUES (?, ?) "
     "ON CONFLICT (organization) DO UPDATE "
-    "SET last_seq = referral_event_sequence.last_seq + ? RETURNING last_seq"
+    "SET last_seq = referral_event_sequence.last_seq + excluded.last_seq RETURNING last_seq"
 )
-"""``last_seq += count`` for one organization (its first events create the row), returning
-the new value."""
+_BUMP_MANY = Statement(  # PostgreSQL only (``_bump``)
+    "INSERT INTO referral_event_sequence (organization, last_seq) "
+    "SELECT * FROM unnest(?::varchar[], ?::bigint[]) "
+    "ON CONFLICT (organization) DO UPDATE "
+    "SET last_seq = referral_event_sequence.last_seq + excluded.last_seq "
+    "RETURNING organization, last_seq",
+)
+"""``_BUMP`` for several organizations, their rows locked in the order given."""
 _EVENT_COLUMNS = (
     "type",
     "referral_id",
