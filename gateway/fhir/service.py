@@ -52,7 +52,7 @@ it writes (outbox messages) commits or rolls back with the Task."""
 
 WriteListener = Callable[[WriteContext, Sequence[StoredVersion]], None]
 """Told of every version a write stored (any type, deletes included), inside its transaction,
-after the task listeners: what it writes commits or rolls back with them, and raising a
+before the task listeners: what it writes commits or rolls back with them, and raising a
 ``GatewayError`` refuses the whole write."""
 
 _WRITE_ATTEMPTS = 3
@@ -324,14 +324,16 @@ class FhirService:
             yield ctx
             # the write's own rows go first: the listeners then lock the rows every writer
             # for the same organization or subscription shares (event counters), and hold
-            # them only until the commit, not through this batch as well
+            # them only until the commit, not through this batch as well. The write
+            # listeners (subscriptions) go before the Task listeners: they read a good deal
+            # before they lock anything, and would otherwise do it holding the feed counters
             ctx.flush()
-            if ctx.task_writes:
-                for listener in self.task_listeners:
-                    listener(ctx, ctx.task_writes)
             if ctx.written:
                 for write_listener in self.write_listeners:
                     write_listener(ctx, list(ctx.written))
+            if ctx.task_writes:
+                for listener in self.task_listeners:
+                    listener(ctx, ctx.task_writes)
             ctx.flush()  # anything a listener wrote through the service
         for callback in ctx.after_commit:
             callback()
