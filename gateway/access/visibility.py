@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
 
 from conformance.compartment import SHARED_TYPES
+from conformance.task_rules import TaskParties
 from gateway.store.tables import reference_table, resource_table, task_party_table
 
 R, TP, REF = resource_table.c, task_party_table.c, reference_table.c
@@ -25,6 +26,13 @@ def task_party_visible(organization: str) -> ColumnElement[bool]:
         TP.requester_org == organization,
         TP.owner_org == organization,
         and_(TP.has_owner.is_(False), TP.status == "requested"),
+    )
+
+
+def task_parties_visible(parties: TaskParties, status: str, organization: str) -> bool:
+    """``task_party_visible`` for a Task in hand, its parties as the write resolved them."""
+    return organization in (parties.requester, parties.owner) or (
+        not parties.has_owner and status == "requested"
     )
 
 

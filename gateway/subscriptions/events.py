@@ -22,6 +22,8 @@ from conformance.subscriptions import (
     raises_event,
     read_subscription,
 )
+from conformance.task_rules import TaskParties
+from gateway.access.visibility import task_parties_visible
 from gateway.fhir.service import FhirService
 from gateway.fhir.write_context import WriteContext
 from gateway.outbox import enqueue, enqueue_many
@@ -160,7 +162,7 @@ class SubscriptionEvents:
                 continue
             access = subscription.access
             if access not in readable:
-                readable[access] = self._readable(ctx, access, stored)
+                readable[access] = self._readable(ctx, access, stored, body, parties)
             if readable[access]:
                 matched.append(subscription.id)
         if not matched:
@@ -197,12 +199,27 @@ class SubscriptionEvents:
             return "delete", body
         return ("create" if stored.version_id == 1 else "update"), orjson.loads(stored.body)
 
-    def _readable(self, ctx: WriteContext, actor: AccessContext, stored: StoredVersion) -> bool:
+    def _readable(
+        self,
+        ctx: WriteContext,
+        actor: AccessContext,
+        stored: StoredVersion,
+        body: dict[str, object],
+        parties: TaskParties | None,
+    ) -> bool:
         """The subscriber may read the focus, as GET [type]/[id] decides. A delete is
-        readable by no one but an unrestricted subscriber (the version is gone)."""
+        readable by no one but an unrestricted subscriber (the version is gone). A Task this
+        write stored is judged in memory, from the parties the write resolved."""
         if stored.deleted:
             return actor.grants is None and actor.organization is None
         try:
+            if stored.resource_type == "Task" and parties is not None:
+                access = self.service.access(actor, "Task", "r")
+                if not access.admits(body, local_base=self.service.fhir_base):
+                    return False
+                organization = access.organization
+                status = str(body.get("status"))
+                return organization is None or task_parties_visible(parties, status, organization)
             self.service.read_in(ctx.connection, actor, stored.resource_type, stored.id)
         except GatewayError:
             return False

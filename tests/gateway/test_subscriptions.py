@@ -397,6 +397,55 @@ def test_full_resource_payloads_show_only_what_the_subscriber_may_read(
     assert status_of(limited_replay)["events-since-subscription-start"] == "0"
 
 
+def test_open_referrals_reach_every_cbos_subscription_until_one_claims_them(
+    client: TestClient, engine: Engine
+) -> None:
+    """What a subscriber may read decides its events, open (unowned, requested) Tasks
+    included, and a grant's own criteria too."""
+    watching = {
+        org: subscribe(client, subscription(loopback(), filters=()), org=org)
+        for org in (CBO, OTHER_CBO)
+    }
+    # may read Tasks, but only those owned by OTHER_CBO
+    narrow = mint(
+        engine,
+        organization=CBO,
+        scope=f"system/Subscription.cruds system/Task.rs?owner={OTHER_CBO}",
+    )
+    response = client.post(
+        "/fhir/Subscription",
+        json=subscription(loopback(), filters=()),
+        headers=builders.bearer(narrow),
+    )
+    assert response.status_code == 201, response.text
+    narrow_sub = response.json()["id"]
+    response = client.put(
+        "/fhir/ServiceRequest/sr-food-2001", json=service_request(), headers=as_org(HOSPITAL)
+    )
+    assert response.status_code in (200, 201), response.text
+    open_task = task()
+    del open_task["owner"]
+    response = client.put("/fhir/Task/task-1", json=open_task, headers=as_org(HOSPITAL))
+    assert response.status_code == 201, response.text
+    claimed = client.get("/fhir/Task/task-1", headers=as_org(CBO)).json()
+    response = client.put(
+        "/fhir/Task/task-1",
+        json={**claimed, "status": "accepted", "owner": {"reference": CBO}},
+        headers=as_org(CBO),
+    )
+    assert response.status_code == 200, response.text
+
+    def replayed(subscription_id: str, headers: dict[str, str]) -> list[tuple[int, Any]]:
+        response = client.get(f"/fhir/Subscription/{subscription_id}/$events", headers=headers)
+        assert response.status_code == 200, response.text
+        return list(status_of(response.json())["events"])
+
+    task_url = f"{FHIR_BASE}/Task/task-1"
+    assert replayed(watching[CBO], as_org(CBO)) == [(1, task_url), (2, task_url)]
+    assert replayed(watching[OTHER_CBO], as_org(OTHER_CBO)) == [(1, task_url)]  # then claimed
+    assert replayed(narrow_sub, builders.bearer(narrow)) == []
+
+
 def test_type_level_status_lists_the_callers_subscriptions(client: TestClient) -> None:
     first = subscribe(client, subscription(loopback("/a")))
     second = subscribe(client, subscription(loopback("/b"), topic=SR_TOPIC, filters=()))
