@@ -1,6 +1,7 @@
 """Statements sent straight to the DB-API cursor of a SQLAlchemy connection, for the few that
-every request runs. SQLAlchemy's execution layer costs 50–70 µs a statement on a 2-vCPU VM,
-ten times what SQLite takes for a primary-key read (bench/README.md, "Driver statements").
+every request runs. SQLAlchemy's execution layer adds about 35–40 µs to each statement on a
+2-vCPU VM, three to four times what SQLite takes for a primary-key read (bench/README.md,
+"Driver statements").
 
 They run in the connection's own transaction and fail with SQLAlchemy's exception types
 (``IntegrityError`` and the rest), parameters hidden, so callers handle them as before. On
