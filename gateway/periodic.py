@@ -7,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from gateway.worker_threads import WorkerThreads
+
 log = logging.getLogger("loopgate")
 
 
@@ -16,6 +18,7 @@ class Periodic:
         self.interval_s = interval_s
         self.job = job
         self._task: asyncio.Task[None] | None = None
+        self._threads = WorkerThreads()
 
     def start(self) -> None:
         if self._task is not None:
@@ -29,12 +32,13 @@ class Periodic:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await self._threads.drain()  # a run in progress finishes before the engine goes
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 # scans make many short database calls: keep them off the event loop
-                await asyncio.to_thread(self.job)
+                await self._threads.run(self.job)
             except Exception as error:
                 log.warning("%s failed (%s)", self.name, type(error).__name__)

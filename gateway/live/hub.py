@@ -14,6 +14,7 @@ from gateway.fhir.write_context import now_us
 from gateway.live.feed import last_seqs, purge_events
 from gateway.live.tickets import purge_tickets
 from gateway.store.engine import read_transaction, write_transaction
+from gateway.worker_threads import WorkerThreads
 
 log = logging.getLogger("loopgate.live")
 PURGE_INTERVAL_S = 3600.0
@@ -34,6 +35,7 @@ class LiveHub:
         self._bells: dict[str, asyncio.Event] = {}
         self._listeners: dict[str, int] = {}
         self._seen: dict[str, int] = {}
+        self._threads = WorkerThreads()
 
     def start(self) -> None:
         self.closed = False
@@ -50,6 +52,7 @@ class LiveHub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._threads.drain()  # a poll or purge in progress finishes first
 
     def changed(self, organizations: Sequence[str]) -> None:
         """These organizations have new events (committed): wake their streams. Safe from any
@@ -106,7 +109,7 @@ class LiveHub:
         if not watched:
             return
         try:
-            latest = await asyncio.to_thread(self._last_seqs, watched)
+            latest = await self._threads.run(lambda: self._last_seqs(watched))
         except Exception as error:  # the database is away: streams wait, the loop goes on
             log.warning("live events: polling failed (%s)", type(error).__name__)
             return
@@ -122,7 +125,7 @@ class LiveHub:
 
     async def _purge(self) -> None:
         try:
-            events, tickets = await asyncio.to_thread(self.purge_now)
+            events, tickets = await self._threads.run(self.purge_now)
         except Exception as error:  # try again next interval
             log.warning("live events: purge failed (%s)", type(error).__name__)
             return
