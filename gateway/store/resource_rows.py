@@ -115,14 +115,8 @@ def _locked_current(
     version_id, last_updated, deleted, created_by = row
     found = driver.first(connection, _BODY, (resource_type, resource_id, version_id))
     assert found is not None  # the version row is written with the resource row
-    return StoredVersion(
-        resource_type,
-        resource_id,
-        version_id,
-        last_updated,
-        bool(deleted),
-        found[0],
-        created_by=created_by,
+    return _current(
+        (resource_type, resource_id, version_id, last_updated, deleted, found[0], created_by)
     )
 
 

@@ -5,7 +5,8 @@ Spec: http://hl7.org/fhir/R4/search.html. The parameters are the ones Gravity cl
 client sees: the ids matched, the included resources, totals and paging links.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -142,6 +143,35 @@ def check_cases(
             bundle = search(client, resource_type, params, via=via, **kwargs)
             assert matched(bundle) == sorted(expected), (via, params)
             assert bundle["total"] == len(expected), (via, params)
+
+
+@contextmanager
+def selects_naming(engine: Engine, table: str) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs naming ``table`` that SQLAlchemy sends while the block runs, with their
+    parameters."""
+    found: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and table in statement:
+            found.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield found
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+
+def sqlite_plans(engine: Engine, statements: list[tuple[str, Any]]) -> list[str]:
+    """SQLite's ``EXPLAIN QUERY PLAN`` of each statement, its steps joined by `` | ``."""
+    with engine.connect() as connection:
+        return [
+            " | ".join(
+                str(row[-1])
+                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+            )
+            for statement, params in statements
+        ]
 
 
 def put(client: TestClient, resource: dict[str, Any], org: str = HOSPITAL) -> dict[str, Any]:
@@ -909,29 +939,17 @@ def test_inbox_poll__sqlite_starts_from_the_inbox_index(client: TestClient, engi
     put(client, service_request())
     since = put(client, task("t-1"))["meta"]["lastUpdated"]
     put(client, task("t-2"))
-    searches: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT") and "task_party" in statement:
-            searches.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with selects_naming(engine, "task_party") as searches:
         found = search(
             client,
             "Task",
             {"owner": CBO, "status": "requested", "_lastUpdated": f"gt{since}"},
             org=CBO,
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
     assert matched(found) == ["t-2"]
     assert searches  # the page, and the count when the page is full
-    with engine.connect() as connection:
-        for statement, parameters in searches:
-            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            steps = " | ".join(str(row[-1]) for row in plan)
-            assert "ix_task_party_owner_status_updated" in steps, steps
+    for steps in sqlite_plans(engine, searches):
+        assert "ix_task_party_owner_status_updated" in steps, steps
 
 
 # -- reference forms ----------------------------------------------------------------------------
@@ -1520,22 +1538,10 @@ def test_search_by_an_identifier__sqlite_starts_from_the_index_rows_not_every_pa
             json={"resourceType": "Patient", "identifier": [{"system": MRN, "value": f"p{n}"}]},
             headers=as_org(HOSPITAL),
         )
-    searches: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT") and "search_token" in statement:
-            searches.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with selects_naming(engine, "search_token") as searches:
         found = search(client, "Patient", {"identifier": f"{MRN}|p1"}, org=HOSPITAL)
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
     assert found["total"] == 1
     assert searches
-    with engine.connect() as connection:
-        for statement, parameters in searches:
-            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            steps = " | ".join(str(row[-1]) for row in plan)
-            assert "ix_resource_type_updated" not in steps, steps
-            assert "search_token USING COVERING INDEX ix_search_token_lookup" in steps, steps
+    for steps in sqlite_plans(engine, searches):
+        assert "ix_resource_type_updated" not in steps, steps
+        assert "search_token USING COVERING INDEX ix_search_token_lookup" in steps, steps
