@@ -3,7 +3,7 @@ that has sent nothing for its ``heartbeatPeriod`` (Backport IG, "Heartbeats").
 
 Claiming a heartbeat reschedules it in the same atomic ``UPDATE`` that finds it, so however
 many Loopgate processes scan, each heartbeat is queued once. An event also postpones the next
-heartbeat (``records.next_event_number``): a busy subscription gets none.
+heartbeat (``records.next_event_numbers``): a busy subscription gets none.
 """
 
 from collections.abc import Callable

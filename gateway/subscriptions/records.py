@@ -240,25 +240,12 @@ def live_configs(connection: Connection, resource_type: str) -> list[LiveConfig]
     return [LiveConfig(row.id, row.topic, row.filters, row.access) for row in rows]
 
 
-def next_event_number(connection: Connection, subscription_id: str, *, now: int) -> int:
-    """Count one more event; returns its number. Postpones the next heartbeat too."""
-    number = connection.execute(
-        update(subscription_table)
-        .where(S.id == subscription_id)
-        .values(
-            events_since_start=S.events_since_start + 1,
-            next_heartbeat_at=_one_period_after(now),
-        )
-        .returning(S.events_since_start)
-    ).scalar_one()
-    return int(number)
-
-
 def next_event_numbers(
     connection: Connection, subscription_ids: Sequence[str], *, now: int
 ) -> dict[str, int]:
-    """``next_event_number`` for several subscriptions at once, in one statement: on
-    PostgreSQL their rows are locked in id order first, so writers never deadlock."""
+    """Count one more event for each subscription; their new counts (each event's number).
+    Postpones their next heartbeats too. One statement: on PostgreSQL the rows are locked in
+    id order first, so writers never deadlock."""
     if not subscription_ids:
         return {}
     rows = driver.rows(
