@@ -8,6 +8,7 @@ database there, migrates it with Alembic, and drops it at the end.
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -38,13 +39,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not POSTGRES_SERVER:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'loopgate.db'}"
-        return
-    server = make_url(POSTGRES_SERVER)
-    name = f"loopgate_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def own_postgres_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url``, dropped afterwards;
+    yields its URL."""
+    server = make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
@@ -53,6 +53,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not POSTGRES_SERVER:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'loopgate.db'}"
+        return
+    with own_postgres_database(POSTGRES_SERVER, "loopgate_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ from gateway.store.driver import Statement
 
 
 class BulkStatement:
-    """One multi-row statement; ``send`` takes rows as tuples in ``columns`` order."""
+    """One multi-row statement; ``send`` takes rows as tuples in the order of the columns it
+    was built from."""
 
-    def __init__(self, columns: Sequence[str], sqlite: Statement, postgresql: Statement) -> None:
-        self.columns = tuple(columns)
+    def __init__(self, sqlite: Statement, postgresql: Statement) -> None:
         self._sqlite = sqlite
         self._postgresql = postgresql
 
@@ -39,7 +39,6 @@ def insert_rows(table: Table, columns: Sequence[str] | None = None) -> BulkState
     names = list(columns or (column.name for column in table.columns))
     listed = ", ".join(names)
     return BulkStatement(
-        names,
         Statement(f"INSERT INTO {table.name} ({listed}) VALUES ({', '.join('?' * len(names))})"),
         Statement(f"INSERT INTO {table.name} ({listed}) SELECT * FROM {_unnest(table, names)}"),
     )
@@ -50,7 +49,6 @@ def delete_where(table: Table, keys: Sequence[str]) -> BulkStatement:
     match = " AND ".join(f"{name} = ?" for name in keys)
     joined = " AND ".join(f"{table.name}.{name} = k.{name}" for name in keys)
     return BulkStatement(
-        keys,
         Statement(f"DELETE FROM {table.name} WHERE {match}"),
         Statement(f"DELETE FROM {table.name} USING {_unnest(table, keys)} WHERE {joined}"),
     )
@@ -65,7 +63,6 @@ def update_where(table: Table, keys: Sequence[str], values: Sequence[str]) -> Bu
     joined = " AND ".join(f"{table.name}.{name} = k.{name}" for name in keys)
     names = [*values, *keys]
     return BulkStatement(
-        names,
         Statement(f"UPDATE {table.name} SET {assignments} WHERE {match}"),
         Statement(f"UPDATE {table.name} SET {from_k} FROM {_unnest(table, names)} WHERE {joined}"),
     )

@@ -267,7 +267,8 @@ _COUNT_EVENTS = Statement(
     "RETURNING id, events_since_start",
 )
 """One more event for each subscription named in a JSON array (one statement text for any
-number of them), postponing its heartbeat; returns (id, its new count)."""
+number of them), postponing its heartbeat as ``_one_period_after`` does (64-bit arithmetic on
+PostgreSQL); returns (id, its new count)."""
 
 
 def record_events(connection: Connection, events: Sequence[tuple[str, EventRecord]]) -> None:

@@ -1,10 +1,9 @@
 """The Alembic migrations build exactly the schema the table definitions describe."""
 
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -17,6 +16,7 @@ import gateway.store.tables  # noqa: F401  (the FHIR store's tables)
 import smart_auth.tables  # noqa: F401  (the authorization server's tables)
 from gateway.store.engine import make_engine, write_transaction
 from gateway.store.migrate import alembic_config
+from tests.conftest import own_postgres_database
 
 
 def test_migrations__leave_nothing_for_autogenerate_to_add(engine: Engine) -> None:
@@ -28,23 +28,16 @@ def test_migrations__leave_nothing_for_autogenerate_to_add(engine: Engine) -> No
 @pytest.fixture
 def fresh_engine(database_url: str, tmp_path: Path) -> Iterator[Engine]:
     """An empty database of the run's kind, of this test's own."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
-        yield engine
-        engine.dispose()
-        return
-    name = f"loopgate_migration_{uuid.uuid4().hex[:12]}"
-    admin = url.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with ExitStack() as stack:
+        if make_url(database_url).get_backend_name() == "sqlite":
+            url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        else:
+            url = stack.enter_context(own_postgres_database(database_url, "loopgate_migration"))
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
