@@ -25,6 +25,7 @@ WRITER_CHECKPOINT_PAGES = 20_000
 CHECKPOINT_INTERVAL_S = 1.0
 TRUNCATE_WAL_BYTES = 32 * 1024 * 1024
 OPTIMIZE_EVERY_ROUNDS = 600
+NEVER_BY_COUNT = 2**31 - 1  # psycopg's prepare_threshold: prepare only when asked
 # how long the checkpointer, holding the writers' turn, waits for readers before it gives up
 LOCKED_WORK_WAIT_MS = 100
 
@@ -46,8 +47,9 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         connect_args={
             # psycopg prepares a statement after five runs and PostgreSQL then plans it
             # generically, blind to how selective `last_updated > $1` is: a search went from
-            # 50 ms to 850 ms on its eleventh run. Plan every execution with its values.
-            "prepare_threshold": None,
+            # 50 ms to 850 ms on its eleventh run. So nothing is prepared by count; only the
+            # fixed statements of driver.py ask for it (None would refuse them too).
+            "prepare_threshold": NEVER_BY_COUNT,
             # Loopgate's queries are short index probes over data that fits in memory:
             # price random reads like sequential ones (the usual SSD setting), and skip
             # parallel workers, whose start-up costs more than these queries take.
