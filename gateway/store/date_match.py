@@ -1,4 +1,5 @@
-"""Date search prefixes as SQL: a stored ``[low, high]`` range against a queried one.
+"""Date search prefixes as SQL: a stored ``[low, high]`` range against a queried one; and
+the cast that types a column comparison as a condition.
 
 Spec: http://hl7.org/fhir/R4/search.html#prefix
 """
@@ -19,23 +20,23 @@ def date_match(low: Any, high: Any, value: DateQuery) -> ColumnElement[bool]:
     if prefix == "ne":
         return not_(within)
     if prefix == "gt":
-        return _bool(high > value.high)
+        return as_condition(high > value.high)
     if prefix == "lt":
-        return _bool(low < value.low)
+        return as_condition(low < value.low)
     if prefix == "ge":
         return or_(high > value.high, within)
     if prefix == "le":
         return or_(low < value.low, within)
     if prefix == "sa":
-        return _bool(low > value.high)
+        return as_condition(low > value.high)
     if prefix == "eb":
-        return _bool(high < value.low)
+        return as_condition(high < value.low)
     if prefix == "ap":  # overlap, widened by a tenth of the value's width or one day
         margin = max((value.high - value.low) // 10, 86_400_000_000)
         return and_(low <= value.high + margin, high >= value.low - margin)
     return false()
 
 
-def _bool(expression: Any) -> ColumnElement[bool]:
-    """Column comparisons are typed Any; say what they are."""
+def as_condition(expression: Any) -> ColumnElement[bool]:
+    """Column comparisons on ``Table.c`` are typed Any; say what they are."""
     return cast(ColumnElement[bool], expression)

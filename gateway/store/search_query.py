@@ -7,7 +7,7 @@ Spec: http://hl7.org/fhir/R4/search.html
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,7 +37,7 @@ from conformance.search_request import (
 from gateway.access.policy import AccessFilter
 from gateway.access.visibility import visibility_condition
 from gateway.store import driver
-from gateway.store.date_match import date_match
+from gateway.store.date_match import as_condition, date_match
 from gateway.store.driver import Statement
 from gateway.store.engine import is_sqlite
 from gateway.store.resource_rows import StoredVersion
@@ -275,7 +275,7 @@ def _criterion(
     if criterion.modifier == "chain":
         return _chain(resource_type, criterion, resource_id)
     if parameter.type == "id":
-        return _bool(resource_id.in_([str(v) for v in criterion.values]))
+        return as_condition(resource_id.in_([str(v) for v in criterion.values]))
     if parameter.type == "last-updated":
         return or_(
             *(
@@ -304,7 +304,7 @@ def _criterion(
     absent = criterion.modifier == "not" or (
         criterion.modifier == "missing" and criterion.values[0] is True
     )
-    return _bool(not_(present) if absent else present)
+    return as_condition(not_(present) if absent else present)
 
 
 def _chain(resource_type: str, criterion: Criterion, resource_id: Any) -> ColumnElement[bool]:
@@ -313,7 +313,7 @@ def _chain(resource_type: str, criterion: Criterion, resource_id: Any) -> Column
     chain = criterion.values[0]
     assert isinstance(chain, ChainQuery)
     ref = reference_table.alias()
-    return _bool(
+    return as_condition(
         exists(
             select(1).where(
                 ref.c.resource_type == resource_type,
@@ -333,7 +333,7 @@ def _value_match(kind: str, modifier: str | None, c: Any, value: Any) -> ColumnE
     if kind == "token":
         return _token_match(c, value)
     if kind == "uri":
-        return _bool(and_(c.system == "", c.code == str(value)[:TOKEN_INDEX_LENGTH]))
+        return as_condition(and_(c.system == "", c.code == str(value)[:TOKEN_INDEX_LENGTH]))
     if kind == "reference":
         return _reference_match(c, value)
     if kind == "date":
@@ -359,16 +359,11 @@ def _reference_match(c: Any, value: ReferenceQuery) -> ColumnElement[bool]:
 
 def _string_match(c: Any, modifier: str | None, text: str) -> ColumnElement[bool]:
     if modifier == "exact":
-        return _bool(c.exact == text[:200])
+        return as_condition(c.exact == text[:200])
     pattern = _escape_like(normalise_string(text))
     if modifier == "contains":
-        return _bool(c.normalised.like(f"%{pattern}%", escape="\\"))
-    return _bool(c.normalised.like(f"{pattern}%", escape="\\"))
-
-
-def _bool(expression: Any) -> ColumnElement[bool]:
-    """Column comparisons on ``Table.c`` are typed Any; say what they are."""
-    return cast(ColumnElement[bool], expression)
+        return as_condition(c.normalised.like(f"%{pattern}%", escape="\\"))
+    return as_condition(c.normalised.like(f"{pattern}%", escape="\\"))
 
 
 def _escape_like(text: str) -> str:
