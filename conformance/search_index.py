@@ -107,6 +107,15 @@ def extract_index(resource: dict[str, Any], *, local_base: str | None) -> IndexE
     return entries
 
 
+def local_target(entries: IndexEntries, param: str) -> str | None:
+    """``Type/id`` of the local resource ``param`` references, as its index row records it;
+    None when it references nothing local. For a parameter of one reference (``Task.owner``)."""
+    for reference in entries.references:
+        if reference.param == param and not reference.target_base:
+            return f"{reference.target_type}/{reference.target_id}"
+    return None
+
+
 def _add(entries: IndexEntries, param: SearchParameter, value: Any, local_base: str | None) -> None:
     if param.type in ("token", "uri"):
         entries.tokens.extend(_tokens(param.code, value, uri=param.type == "uri"))

@@ -33,7 +33,7 @@ from conformance.profiles import check_profile
 from conformance.references import is_valid_id, reference_key, scan_references
 from conformance.resource_types import RESOURCE_TYPES
 from conformance.resources import validate_structure
-from conformance.search_index import extract_index
+from conformance.search_index import extract_index, local_target
 from conformance.search_request import ReferenceQuery, SearchRequest, parse_search
 from conformance.task_rules import TaskParties, organization_of
 from gateway.access.policy import AccessFilter, access_filter
@@ -539,7 +539,11 @@ class FhirService:
         stored = StoredVersion(resource_type, resource_id, version_id, ctx.now, False, body, method)
         ctx.written.append(stored)
         if resource_type == "Task" and parties is not None:
-            row = {**parties.row(str(resource.get("status"))), "last_updated": ctx.now}
+            row = {
+                **parties.row(str(resource.get("status"))),
+                "owner_ref": local_target(entries, "owner"),
+                "last_updated": ctx.now,
+            }
             ctx.pending.set_task_parties(resource_id, row)
             self._store_provenance(ctx, stored, "create" if version_id == 1 else "update")
             ctx.task_writes.append(TaskWrite(previous, resource, stored, parties))

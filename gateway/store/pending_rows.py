@@ -49,7 +49,15 @@ _INSERT_INDEX = {
     ),
 }
 _CLEAR_PARTIES = delete_where(task_party_table, ("task_id",))
-PARTY_COLUMNS = ("task_id", "requester_org", "owner_org", "has_owner", "status", "last_updated")
+PARTY_COLUMNS = (
+    "task_id",
+    "requester_org",
+    "owner_org",
+    "has_owner",
+    "owner_ref",
+    "status",
+    "last_updated",
+)
 _INSERT_PARTIES = insert_rows(task_party_table, PARTY_COLUMNS)
 
 Row = tuple[Any, ...]

@@ -6,13 +6,13 @@ Spec: http://hl7.org/fhir/R4/search.html
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Select,
+    FromClause,
     and_,
     exists,
     func,
@@ -46,12 +46,13 @@ from gateway.store.tables import (
     reference_table,
     resource_table,
     string_table,
+    task_party_table,
     token_table,
     version_table,
 )
-from gateway.store.task_inbox import inbox_candidates
+from gateway.store.task_inbox import inbox_range
 
-R, V = resource_table.c, version_table.c
+R, V, TP = resource_table.c, version_table.c, task_party_table.c
 
 
 def access_condition(access: AccessFilter | None, *, probe: bool = True) -> ColumnElement[bool]:
@@ -73,18 +74,34 @@ def access_condition(access: AccessFilter | None, *, probe: bool = True) -> Colu
     return and_(*conditions)
 
 
-def _where(request: SearchRequest, access: AccessFilter | None) -> ColumnElement[bool]:
+@dataclass(frozen=True)
+class _Plan:
+    """How a search reads the store: from what, under which condition, in what order."""
+
+    source: FromClause
+    where: ColumnElement[bool]
+    resource_driven: bool
+    """The resource table's own indexes (``_lastUpdated``, ``_id``) pick the candidates."""
+    inbox: bool
+    """The candidates are one range of task_party's inbox index, joined as ``source``."""
+
+
+def _plan(request: SearchRequest, access: AccessFilter | None) -> _Plan:
     conditions = [R.resource_type == request.resource_type, R.deleted.is_(False)]
-    probe = _driven_by_the_resource_table(request.criteria)
-    conditions.extend(_criterion(request.resource_type, c, probe=probe) for c in request.criteria)
     organization = access.organization if access is not None else None
-    inbox = inbox_candidates(request.resource_type, request.criteria, R.id, visible_to=organization)
-    if inbox is not None:  # a superset of the matches, from one index range, visibility checked
-        conditions.append(inbox)
+    inbox = inbox_range(request.resource_type, request.criteria, visible_to=organization)
+    criteria = request.criteria if inbox is None else inbox.remaining
+    resource_driven = inbox is None and _driven_by_the_resource_table(criteria)
+    probe = inbox is not None or resource_driven
+    conditions.extend(_criterion(request.resource_type, c, probe=probe) for c in criteria)
+    source: FromClause = resource_table
+    if inbox is not None:  # exactly the Tasks its criteria match, visibility checked
+        source = resource_table.join(task_party_table, TP.task_id == R.id)
+        conditions.extend(inbox.conditions)
         if access is not None:
             access = replace(access, organization=None)
     conditions.append(access_condition(access, probe=probe))
-    return and_(*conditions)
+    return _Plan(source, and_(*conditions), resource_driven, inbox is not None)
 
 
 def _driven_by_the_resource_table(criteria: Sequence[Criterion]) -> bool:
@@ -98,7 +115,8 @@ def _driven_by_the_resource_table(criteria: Sequence[Criterion]) -> bool:
 def count_matches(
     connection: Connection, request: SearchRequest, access: AccessFilter | None = None
 ) -> int:
-    query = select(func.count()).select_from(resource_table).where(_where(request, access))
+    plan = _plan(request, access)
+    query = select(func.count()).select_from(plan.source).where(plan.where)
     return int(connection.execute(query).scalar_one())
 
 
@@ -123,28 +141,46 @@ def visible_ids(connection: Connection, access: AccessFilter, ids: Iterable[str]
 def find_matches(
     connection: Connection, request: SearchRequest, access: AccessFilter | None = None
 ) -> list[StoredVersion]:
-    """One page of matching resources, in the requested order."""
-    join = resource_table.join(
-        version_table,
-        and_(V.resource_type == R.resource_type, V.id == R.id, V.version_id == R.version_id),
-    )
-    query: Select[Any] = (
-        select(R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, V.body)
-        .select_from(join)
-        .where(_where(request, access))
-    )
+    """One page of matching resources, in the requested order.
+
+    The page's keys are chosen first and only their bodies are read: a search matching
+    hundreds of resources no longer fetches every body to sort them.
+    """
+    plan = _plan(request, access)
     # SQLite without statistics (a new database, until ``PRAGMA optimize`` has run) would walk
     # every resource of the type in ``last_updated`` order, probing each, to skip a sort: a
     # conditional create on one identifier got slower with every Patient stored. When the
     # criteria's index rows drive the search, order by an expression no index provides, so
     # the plan starts from those rows (PostgreSQL keeps its statistics and its own choice).
     start_from_criteria = (
-        is_sqlite(connection)
-        and bool(request.criteria)
-        and not _driven_by_the_resource_table(request.criteria)
+        is_sqlite(connection) and bool(request.criteria) and not plan.resource_driven
     )
-    order = _order(request, indexed_time=not start_from_criteria)
-    query = query.order_by(*order).limit(request.count).offset(request.offset)
+    order = _order(request, indexed_time=not start_from_criteria, inbox=plan.inbox)
+    sort_columns = [key.column.label(f"sort_{n}") for n, key in enumerate(order)]
+    page = (
+        select(R.resource_type, R.id, R.version_id, R.last_updated, R.deleted, *sort_columns)
+        .select_from(plan.source)
+        .where(plan.where)
+        .order_by(*(key.applied(key.column) for key in order))
+        .limit(request.count)
+        .offset(request.offset)
+        .subquery("page")
+    )
+    p = page.c
+    query = (
+        select(p.resource_type, p.id, p.version_id, p.last_updated, p.deleted, V.body)
+        .select_from(
+            page.join(
+                version_table,
+                and_(
+                    V.resource_type == p.resource_type,
+                    V.id == p.id,
+                    V.version_id == p.version_id,
+                ),
+            )
+        )
+        .order_by(*(key.applied(p[f"sort_{n}"]) for n, key in enumerate(order)))
+    )
     return [StoredVersion(*row) for row in connection.execute(query)]
 
 
@@ -235,35 +271,54 @@ def revincluded_keys(
     return {(row.resource_type, row.resource_id) for row in rows}
 
 
-def _order(request: SearchRequest, *, indexed_time: bool = True) -> list[Any]:
+@dataclass(frozen=True)
+class _OrderKey:
+    """One ORDER BY term: what to sort on and which way."""
+
+    column: Any
+    descending: bool = False
+    nulls_last: bool = False
+
+    def applied(self, column: Any) -> Any:
+        """``column`` (this key's or a copy of it from a subquery), ordered this key's way."""
+        ordered = column.desc() if self.descending else column.asc()
+        return ordered.nulls_last() if self.nulls_last else ordered
+
+
+def _order(
+    request: SearchRequest, *, indexed_time: bool = True, inbox: bool = False
+) -> list[_OrderKey]:
+    """The sort keys, then ``_id``. In an inbox search, lastUpdated and id are read from the
+    task_party row (copies of the resource's), whose inbox index holds them in order: ordered
+    by the resource's, PostgreSQL walked every Task newest-last to find a recent page."""
     keys = request.sort or []
-    last_updated = R.last_updated if indexed_time else R.last_updated + 0
-    order: list[Any] = [_sort_column(request.resource_type, key, last_updated) for key in keys]
+    if inbox:
+        last_updated, resource_id = TP.last_updated, TP.task_id
+    else:
+        last_updated = R.last_updated if indexed_time else R.last_updated + 0
+        resource_id = R.id
+    order = [_sort_key(request.resource_type, key, last_updated, resource_id) for key in keys]
     if not keys:
-        order.append(last_updated.asc())
-    order.append(R.id.asc())
+        order.append(_OrderKey(last_updated))
+    order.append(_OrderKey(resource_id))
     return order
 
 
-def _sort_column(resource_type: str, key: SortKey, last_updated: Any) -> Any:
+def _sort_key(resource_type: str, key: SortKey, last_updated: Any, resource_id: Any) -> _OrderKey:
     parameter = key.parameter
     if parameter.type == "last-updated":
-        column: Any = last_updated
-    elif parameter.type == "id":
-        column = R.id
-    else:
-        d = date_table.c
-        bound = func.max(d.high) if key.descending else func.min(d.low)
-        column = (
-            select(bound)
-            .where(
-                d.resource_type == resource_type, d.resource_id == R.id, d.param == parameter.code
-            )
-            .scalar_subquery()
-        )
-        # resources without the date sort last either way
-        return (column.desc() if key.descending else column.asc()).nulls_last()
-    return column.desc() if key.descending else column.asc()
+        return _OrderKey(last_updated, key.descending)
+    if parameter.type == "id":
+        return _OrderKey(resource_id, key.descending)
+    d = date_table.c
+    bound = func.max(d.high) if key.descending else func.min(d.low)
+    column = (
+        select(bound)
+        .where(d.resource_type == resource_type, d.resource_id == R.id, d.param == parameter.code)
+        .scalar_subquery()
+    )
+    # resources without the date sort last either way
+    return _OrderKey(column, key.descending, nulls_last=True)
 
 
 def _criterion(

@@ -35,14 +35,19 @@ class TaskPartyRow(SQLModel, table=True):
     __tablename__ = "task_party"
     __table_args__ = (
         Index("ix_task_party_requester", "requester_org"),
-        # a CBO's inbox poll (owner, status, _lastUpdated) is one range scan here
+        # the Tasks an organization owns, by status and age (overdue reminders)
         Index("ix_task_party_owner_status_updated", "owner_org", "status", "last_updated"),
+        # a CBO's inbox poll (owner, status, _lastUpdated) is one range scan here
+        Index("ix_task_party_inbox", "owner_ref", "status", "last_updated"),
     )
 
     task_id: str = Field(primary_key=True, max_length=64)
     requester_org: str | None = Field(default=None, max_length=255)
     owner_org: str | None = Field(default=None, max_length=255)
     has_owner: bool = False
+    owner_ref: str | None = Field(default=None, max_length=255)
+    """``Task.owner`` as written, when it is local (``PractitionerRole/x``, not its
+    organization): what the ``owner`` search parameter matches."""
     status: str = Field(max_length=32)
     last_updated: int = Field(sa_type=BigInteger)
     """The Task's ``meta.lastUpdated``, as in ``resource``."""

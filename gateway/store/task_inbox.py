@@ -1,16 +1,16 @@
-"""A Task search by owner organization, narrowed to one range of ``task_party``'s inbox index.
+"""A Task search by owner, answered from one range of ``task_party``'s inbox index.
 
-``task_party`` holds each Task's resolved owner organization, status and lastUpdated under
-``(owner_org, status, last_updated)``. When a search names a local ``Organization`` owner,
-those columns give a superset of the matches (an owner reference to ``Organization/x`` always
-resolves to ``Organization/x``), so the search starts from that range and checks the exact
-criteria only on what it holds: a CBO's inbox poll no longer meets every requested Task.
+``task_party`` holds each current Task's owner reference as written, status and lastUpdated
+under ``(owner_ref, status, last_updated)``. A plain ``owner`` criterion naming local
+resources, plain ``status`` codes and ``_lastUpdated`` are exactly conditions on those
+columns, so a CBO's inbox poll is one index range joined to its Tasks: no owner or status
+index rows are read.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, or_
 
 from conformance.search_request import Criterion, DateQuery, ReferenceQuery, TokenQuery
 from gateway.access.visibility import task_party_visible
@@ -20,56 +20,67 @@ from gateway.store.tables import task_party_table
 TP = task_party_table.c
 
 
-def inbox_candidates(
-    resource_type: str,
-    criteria: Sequence[Criterion],
-    resource_id: Any,
-    *,
-    visible_to: str | None = None,
-) -> ColumnElement[bool] | None:
-    """``resource_id IN (the task_party range)`` when the criteria allow it, else None.
+@dataclass(frozen=True)
+class InboxRange:
+    """A Task search's range of the inbox index, and the criteria the range leaves open."""
+
+    conditions: list[ColumnElement[bool]]
+    """On the Task's ``task_party`` row: met by exactly the Tasks the decided criteria match."""
+    remaining: list[Criterion]
+
+
+def inbox_range(
+    resource_type: str, criteria: Sequence[Criterion], *, visible_to: str | None = None
+) -> InboxRange | None:
+    """The range for a Task search with a plain local ``owner`` criterion, else None.
 
     With ``visible_to``, the range keeps only the Tasks that organization sees: checked on
     the rows the range reads anyway, where a probe of its own let PostgreSQL turn it into a
     scan of every Task the organization sees.
     """
-    if resource_type != "Task":
+    if resource_type != "Task" or not any(_owners(c) is not None for c in criteria):
         return None
-    owners = next(filter(None, (_owner_organizations(c) for c in criteria)), None)
-    if owners is None:
-        return None
-    narrowed = [TP.owner_org.in_(owners)]
-    if visible_to is not None:
-        narrowed.append(task_party_visible(visible_to))
+    conditions: list[ColumnElement[bool]] = []
+    remaining = []
     for criterion in criteria:
-        statuses = _statuses(criterion)
-        if statuses is not None:
-            narrowed.append(TP.status.in_(statuses))
-        if criterion.parameter.type == "last-updated" and criterion.modifier is None:
-            narrowed.append(
-                or_(
-                    *(
-                        date_match(TP.last_updated, TP.last_updated, value)
-                        for value in criterion.values
-                        if isinstance(value, DateQuery)
-                    )
-                )
-            )
-    return resource_id.in_(select(TP.task_id).where(*narrowed))  # type: ignore[no-any-return]
+        condition = _decided(criterion)
+        if condition is None:
+            remaining.append(criterion)
+        else:
+            conditions.append(condition)
+    if visible_to is not None:
+        conditions.append(task_party_visible(visible_to))
+    return InboxRange(conditions, remaining)
 
 
-def _owner_organizations(criterion: Criterion) -> list[str] | None:
-    """``Organization/id`` for each value of a plain ``owner`` criterion naming only local
-    Organizations; None for any other criterion."""
+def _decided(criterion: Criterion) -> ColumnElement[bool] | None:
+    """``criterion`` as a condition on task_party's row, when its columns decide it exactly."""
+    owners = _owners(criterion)
+    if owners is not None:
+        return TP.owner_ref.in_(owners)  # type: ignore[no-any-return]
+    statuses = _statuses(criterion)
+    if statuses is not None:
+        return TP.status.in_(statuses)  # type: ignore[no-any-return]
+    if criterion.parameter.type == "last-updated" and criterion.modifier is None:
+        instants = [value for value in criterion.values if isinstance(value, DateQuery)]
+        if len(instants) == len(criterion.values):
+            # the same test as on resource.last_updated, which task_party's column copies
+            return or_(*(date_match(TP.last_updated, TP.last_updated, v) for v in instants))
+    return None
+
+
+def _owners(criterion: Criterion) -> list[str] | None:
+    """``Type/id`` for each value of a plain ``owner`` criterion naming only local resources
+    by type and id (what task_party.owner_ref holds); None for any other criterion."""
     if criterion.parameter.code != "owner" or criterion.modifier is not None:
         return None
     owners = []
     for value in criterion.values:
         if not isinstance(value, ReferenceQuery):
             return None
-        if value.target_type != "Organization" or value.target_base != "":
+        if not value.target_type or value.target_base != "":
             return None
-        owners.append(f"Organization/{value.target_id}")
+        owners.append(f"{value.target_type}/{value.target_id}")
     return owners
 
 

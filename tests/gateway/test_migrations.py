@@ -84,3 +84,62 @@ def test_migration_0010__gives_stored_tasks_their_last_updated(fresh_engine: Eng
     with fresh_engine.connect() as connection:
         columns = {c["name"] for c in inspect(connection).get_columns("task_party")}
     assert "last_updated" not in columns
+
+
+def test_migration_0011__gives_stored_tasks_their_owner_reference(fresh_engine: Engine) -> None:
+    """Tasks written before 0011 get their owner reference as written (a PractitionerRole
+    stays one) from their ``owner`` index row, so the inbox index finds them by it; an
+    external or missing owner leaves it empty. 0011 also goes back down cleanly."""
+    _migrate(fresh_engine, "0010")
+    owners = {
+        "t-org": ("Organization", "eastside-food-bank", ""),
+        "t-role": ("PractitionerRole", "food-intake", ""),
+        "t-external": ("Organization", "456", "https://other.example.org/fhir"),
+        "t-unowned": None,
+    }
+    with write_transaction(fresh_engine) as connection:
+        for task_id, owner in owners.items():
+            connection.execute(
+                text(
+                    "INSERT INTO task_party (task_id, owner_org, has_owner, status, last_updated)"
+                    " VALUES (:id, 'Organization/eastside-food-bank', :owned, 'requested', 1)"
+                ),
+                {"id": task_id, "owned": owner is not None},
+            )
+            rows = [("focus", "ServiceRequest", "sr-1", "")]
+            if owner is not None:
+                rows.append(("owner", *owner))
+            for param, target_type, target_id, target_base in rows:
+                connection.execute(
+                    text(
+                        "INSERT INTO search_reference (resource_type, resource_id, param, "
+                        "target_type, target_id, target_base) "
+                        "VALUES ('Task', :id, :param, :type, :target, :base)"
+                    ),
+                    {
+                        "id": task_id,
+                        "param": param,
+                        "type": target_type,
+                        "target": target_id,
+                        "base": target_base,
+                    },
+                )
+
+    _migrate(fresh_engine, "heads")
+
+    with fresh_engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT task_id, owner_ref FROM task_party ORDER BY task_id")
+        ).all()
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert dict(rows) == {
+        "t-external": None,
+        "t-org": "Organization/eastside-food-bank",
+        "t-role": "PractitionerRole/food-intake",
+        "t-unowned": None,
+    }
+    assert differences == []
+    _migrate(fresh_engine, "0010", down=True)
+    with fresh_engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("task_party")}
+    assert "owner_ref" not in columns
