@@ -13,8 +13,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 
+from gateway.store.engine import write_transaction
 from tests.builders import (
     ADMIN,
     CBO,
@@ -1551,6 +1552,42 @@ def test_search_updated__the_index_follows_every_parameter_type(client: TestClie
             ({"given": "denise"}, []),
             ({"family": "santos"}, ["pat-1001"]),
             ({"identifier": "MRN-0048213"}, []),  # the new version has no identifier
+        ],
+    )
+
+
+def test_search_updated__an_update_mends_index_rows_it_did_not_write(
+    client: TestClient, engine: Engine
+) -> None:
+    """An update writes only the index rows that differ from those stored, compared with
+    the rows themselves: a row no current rule writes (one an older release's rules wrote,
+    say) goes, and a row that is missing comes back, on the resource's next update."""
+    put(client, patient("pat-7", "Okafor", ["Ada"]))
+    with write_transaction(engine) as connection:
+        connection.execute(
+            text(
+                "INSERT INTO search_string (resource_type, resource_id, param, normalised, exact)"
+                " VALUES ('Patient', 'pat-7', 'family', 'stale', 'Stale')"
+            )
+        )
+        connection.execute(
+            text(
+                "DELETE FROM search_string WHERE resource_type = 'Patient' "
+                "AND resource_id = 'pat-7' AND param = 'given'"
+            )
+        )
+    check_cases(client, "Patient", [({"family": "stale"}, ["pat-7"]), ({"given": "ada"}, [])])
+
+    put(client, patient("pat-7", "Okafor", ["Ada"], birthDate="1990-01-02"))
+
+    check_cases(
+        client,
+        "Patient",
+        [
+            ({"family": "stale"}, []),
+            ({"given": "ada"}, ["pat-7"]),
+            ({"family": "okafor"}, ["pat-7"]),
+            ({"birthdate": "1990-01-02"}, ["pat-7"]),
         ],
     )
 
