@@ -76,7 +76,8 @@ def access_condition(access: AccessFilter | None, *, probe: bool = True) -> Colu
 
 @dataclass(frozen=True)
 class _Plan:
-    """How a search reads the store: from what, under which condition, in what order."""
+    """How a search reads the store: from what, under which condition, and which index
+    picks its candidates."""
 
     source: FromClause
     where: ColumnElement[bool]
