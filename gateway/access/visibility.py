@@ -19,8 +19,11 @@ from gateway.store.tables import reference_table, resource_table, task_party_tab
 
 R, TP, REF = resource_table.c, task_party_table.c, reference_table.c
 
+Organization = str | ColumnElement[str]
+"""An organization reference, or a bound parameter standing for one in a prebuilt query."""
 
-def task_party_visible(organization: str) -> ColumnElement[bool]:
+
+def task_party_visible(organization: Organization) -> ColumnElement[bool]:
     """A condition on a ``task_party`` row: its Task is seen by ``organization``."""
     return or_(
         TP.requester_org == organization,
@@ -36,7 +39,7 @@ def task_parties_visible(parties: TaskParties, status: str, organization: str) -
     )
 
 
-def task_visible(task_id: Any, organization: str) -> ColumnElement[bool]:
+def task_visible(task_id: Any, organization: Organization) -> ColumnElement[bool]:
     """The Task whose id is ``task_id`` is seen by ``organization`` (one primary-key probe)."""
     return exists(select(1).where(TP.task_id == task_id, task_party_visible(organization)))
 
@@ -57,7 +60,7 @@ def _reached_from(source_type: str, target_type: str, target_id: Any, source_vis
     )
 
 
-def visibility_condition(resource_type: str, organization: str) -> ColumnElement[bool]:
+def visibility_condition(resource_type: str, organization: Organization) -> ColumnElement[bool]:
     """A condition on the ``resource`` table row: visible to ``organization``.
 
     Every part is a correlated probe of the row at hand, so a search driven by a selective
