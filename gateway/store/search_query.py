@@ -59,8 +59,14 @@ from gateway.store.task_inbox import inbox_range
 R, V, TP = resource_table.c, version_table.c, task_party_table.c
 
 
-def access_condition(access: AccessFilter | None, *, probe: bool = True) -> ColumnElement[bool]:
-    """What the caller may see of ``access.resource_type``, as a condition on ``resource``."""
+def access_condition(
+    access: AccessFilter | None, *, probe: bool = True, bound: bool = False
+) -> ColumnElement[bool]:
+    """What the caller may see of ``access.resource_type``, as a condition on ``resource``.
+
+    ``bound``: the organization is left to the ``visible_to`` parameter of the statement's
+    run (``{VISIBLE_TO: access.organization}``), so its visibility probes are built once.
+    """
     if access is None or access.unrestricted:
         return true()
     conditions = []
@@ -74,8 +80,27 @@ def access_condition(access: AccessFilter | None, *, probe: bool = True) -> Colu
             )
         )
     if access.organization is not None:
-        conditions.append(visibility_condition(access.resource_type, access.organization))
+        conditions.append(
+            _organization_visibility(access.resource_type)
+            if bound
+            else visibility_condition(access.resource_type, access.organization)
+        )
     return and_(*conditions)
+
+
+VISIBLE_TO = "visible_to"
+
+
+@cache
+def _organization_visibility(resource_type: str) -> ColumnElement[bool]:
+    """``visibility_condition`` for the organization bound as ``visible_to``, built once per
+    type: building its probes cost more than running them on a read by id."""
+    return visibility_condition(resource_type, bindparam(VISIBLE_TO, type_=String))
+
+
+def _bound_access(access: AccessFilter | None) -> dict[str, Any]:
+    """The parameters a statement with ``access_condition(access, bound=True)`` runs with."""
+    return {VISIBLE_TO: access.organization} if access is not None else {}
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,8 @@ class _Plan:
     """The resource table's own indexes (``_lastUpdated``, ``_id``) pick the candidates."""
     inbox: bool
     """The candidates are one range of task_party's inbox index, joined as ``source``."""
+    params: dict[str, Any]
+    """What the statement runs with (the organization its visibility probes are bound to)."""
 
 
 def _plan(request: SearchRequest, access: AccessFilter | None) -> _Plan:
@@ -105,8 +132,9 @@ def _plan(request: SearchRequest, access: AccessFilter | None) -> _Plan:
         conditions.extend(inbox.conditions)
         if access is not None:
             access = replace(access, organization=None)
-    conditions.append(access_condition(access, probe=probe))
-    return _Plan(source, and_(*conditions), resource_driven, inbox is not None)
+    conditions.append(access_condition(access, probe=probe, bound=True))
+    where = and_(*conditions)
+    return _Plan(source, where, resource_driven, inbox is not None, _bound_access(access))
 
 
 def _driven_by_the_resource_table(criteria: Sequence[Criterion]) -> bool:
@@ -122,7 +150,7 @@ def count_matches(
 ) -> int:
     plan = _plan(request, access)
     query = select(func.count()).select_from(plan.source).where(plan.where)
-    return int(connection.execute(query).scalar_one())
+    return int(connection.execute(query, plan.params).scalar_one())
 
 
 def visible_ids(connection: Connection, access: AccessFilter, ids: Iterable[str]) -> set[str]:
@@ -135,29 +163,24 @@ def visible_ids(connection: Connection, access: AccessFilter, ids: Iterable[str]
         chunk = wanted[start : start + 500]
         if access.groups is None:  # the organization alone limits what is seen
             query = _visible_to_organization(access.resource_type)
-            params = {"ids": chunk, "organization": access.organization}
-            rows = connection.execute(query, params)
         else:
-            rows = connection.execute(
-                select(R.id).where(
-                    R.resource_type == access.resource_type,
-                    R.id.in_(chunk),
-                    access_condition(access),
-                )
+            query = select(R.id).where(
+                R.resource_type == access.resource_type,
+                R.id.in_(bindparam("ids", expanding=True)),
+                access_condition(access, bound=True),
             )
+        rows = connection.execute(query, {"ids": chunk, **_bound_access(access)})
         found.update(row.id for row in rows)
     return found
 
 
 @cache
 def _visible_to_organization(resource_type: str) -> Select[tuple[str]]:
-    """Which ``ids`` of the type ``organization`` sees, both bound at each run: built once,
-    since building the visibility probes cost more than running them on a read by id."""
-    organization = bindparam("organization", type_=String)
+    """Which of the ``ids`` of the type the organization bound as ``visible_to`` sees."""
     return select(R.id).where(
         R.resource_type == resource_type,
         R.id.in_(bindparam("ids", expanding=True)),
-        visibility_condition(resource_type, organization),
+        _organization_visibility(resource_type),
     )
 
 
@@ -204,7 +227,7 @@ def find_matches(
         )
         .order_by(*(key.applied(p[f"sort_{n}"]) for n, key in enumerate(order)))
     )
-    return [StoredVersion(*row) for row in connection.execute(query)]
+    return [StoredVersion(*row) for row in connection.execute(query, plan.params)]
 
 
 _BY_ONE_TOKEN = Statement(
