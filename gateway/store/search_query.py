@@ -158,29 +158,27 @@ def visible_ids(connection: Connection, access: AccessFilter, ids: Iterable[str]
     wanted = list(dict.fromkeys(ids))
     if access.unrestricted:
         return set(wanted)
+    if access.groups is None:  # the organization alone limits what is seen
+        query = _visible_to_organization(access.resource_type)
+    else:
+        query = _ids_among(access.resource_type, access_condition(access, bound=True))
     found: set[str] = set()
     for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        if access.groups is None:  # the organization alone limits what is seen
-            query = _visible_to_organization(access.resource_type)
-        else:
-            query = select(R.id).where(
-                R.resource_type == access.resource_type,
-                R.id.in_(bindparam("ids", expanding=True)),
-                access_condition(access, bound=True),
-            )
-        rows = connection.execute(query, {"ids": chunk, **_bound_access(access)})
-        found.update(row.id for row in rows)
+        params = {"ids": wanted[start : start + 500], **_bound_access(access)}
+        found.update(row.id for row in connection.execute(query, params))
     return found
 
 
 @cache
 def _visible_to_organization(resource_type: str) -> Select[tuple[str]]:
     """Which of the ``ids`` of the type the organization bound as ``visible_to`` sees."""
+    return _ids_among(resource_type, _organization_visibility(resource_type))
+
+
+def _ids_among(resource_type: str, condition: ColumnElement[bool]) -> Select[tuple[str]]:
+    """The ids, of those bound as ``ids``, of resources of the type meeting ``condition``."""
     return select(R.id).where(
-        R.resource_type == resource_type,
-        R.id.in_(bindparam("ids", expanding=True)),
-        _organization_visibility(resource_type),
+        R.resource_type == resource_type, R.id.in_(bindparam("ids", expanding=True)), condition
     )
 
 
