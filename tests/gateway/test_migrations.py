@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -70,20 +71,12 @@ def test_migration_0010__gives_stored_tasks_their_last_updated(fresh_engine: Eng
 
     _migrate(fresh_engine, "heads")
 
-    with fresh_engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT task_id, last_updated FROM task_party ORDER BY task_id")
-        ).all()
-        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
-    assert [tuple(row) for row in rows] == [
-        ("t-1", 1_700_000_000_000_001),
-        ("t-2", 1_700_000_000_000_002),
-    ]
-    assert differences == []
+    assert _task_party_column_at_head(fresh_engine, "last_updated") == {
+        "t-1": 1_700_000_000_000_001,
+        "t-2": 1_700_000_000_000_002,
+    }
     _migrate(fresh_engine, "0009", down=True)
-    with fresh_engine.connect() as connection:
-        columns = {c["name"] for c in inspect(connection).get_columns("task_party")}
-    assert "last_updated" not in columns
+    assert "last_updated" not in _task_party_columns(fresh_engine)
 
 
 def test_migration_0011__gives_stored_tasks_their_owner_reference(fresh_engine: Engine) -> None:
@@ -127,19 +120,25 @@ def test_migration_0011__gives_stored_tasks_their_owner_reference(fresh_engine: 
 
     _migrate(fresh_engine, "heads")
 
-    with fresh_engine.connect() as connection:
-        rows = connection.execute(
-            text("SELECT task_id, owner_ref FROM task_party ORDER BY task_id")
-        ).all()
-        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
-    assert dict(rows) == {
+    assert _task_party_column_at_head(fresh_engine, "owner_ref") == {
         "t-external": None,
         "t-org": "Organization/eastside-food-bank",
         "t-role": "PractitionerRole/food-intake",
         "t-unowned": None,
     }
-    assert differences == []
     _migrate(fresh_engine, "0010", down=True)
-    with fresh_engine.connect() as connection:
-        columns = {c["name"] for c in inspect(connection).get_columns("task_party")}
-    assert "owner_ref" not in columns
+    assert "owner_ref" not in _task_party_columns(fresh_engine)
+
+
+def _task_party_column_at_head(engine: Engine, column: str) -> dict[str, Any]:
+    """``column`` of each task_party row by task id, once the schema is exactly the tables'."""
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        rows = connection.execute(text(f"SELECT task_id, {column} FROM task_party")).all()
+    assert differences == []
+    return {row[0]: row[1] for row in rows}
+
+
+def _task_party_columns(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return {c["name"] for c in inspect(connection).get_columns("task_party")}
