@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -43,9 +43,11 @@ from gateway.fhir.stored_body import content_of, stored_body
 from gateway.fhir.task_workflow import TaskWorkflow
 from gateway.fhir.write_context import TaskWrite, WriteContext
 from gateway.store import resource_rows, search_query
-from gateway.store.engine import is_sqlite, read_transaction, write_transaction
+from gateway.store.engine import is_sqlite, read_transaction, when_committed, write_transaction
 from gateway.store.resource_rows import StoredVersion
+from gateway.store.write_batches import WriteBatcher
 
+T = TypeVar("T")
 TaskListener = Callable[[WriteContext, Sequence[TaskWrite]], None]
 """Told of every Task version a write stored, inside its transaction, after its checks: what
 it writes (outbox messages) commits or rolls back with the Task."""
@@ -104,6 +106,7 @@ class FhirService:
         self.default_page_size = default_page_size
         self.max_page_size = max_page_size
         self.tasks = TaskWorkflow(fhir_base=fhir_base)
+        self.batches = WriteBatcher(engine)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -264,21 +267,25 @@ class FhirService:
         self, actor: AccessContext, resource: dict[str, Any], *, if_none_exist: str | None = None
     ) -> WriteResult:
         """http://hl7.org/fhir/R4/http.html#create, conditional with ``If-None-Exist``."""
+        return self.prepare_create(actor, resource, if_none_exist=if_none_exist)()
+
+    def prepare_create(
+        self, actor: AccessContext, resource: dict[str, Any], *, if_none_exist: str | None = None
+    ) -> Callable[[], WriteResult]:
+        """``create``'s checks that need no database, made now; returns the part that writes
+        (for ``write_later``)."""
         resource_type = require_writable(resource)
         self.access(actor, resource_type, "c")
         self.validate(resource)
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                with self.writing(actor) as ctx:
-                    if if_none_exist is not None:
-                        match = self.conditional_match(ctx, resource_type, if_none_exist)
-                        if match is not None:
-                            return WriteResult(match, created=False, changed=False)
-                    return self.create_in(ctx, resource)
-            except IntegrityError:
-                if attempt == _WRITE_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+
+        def create_unless_matched(ctx: WriteContext) -> WriteResult:
+            if if_none_exist is not None:
+                match = self.conditional_match(ctx, resource_type, if_none_exist)
+                if match is not None:
+                    return WriteResult(match, created=False, changed=False)
+            return self.create_in(ctx, resource)
+
+        return self._retrying(actor, create_unless_matched)
 
     def update(
         self,
@@ -290,28 +297,69 @@ class FhirService:
         if_match: int | None = None,
     ) -> WriteResult:
         """http://hl7.org/fhir/R4/http.html#update; creates when the id is new (updateCreate)."""
+        return self.prepare_update(actor, resource_type, resource_id, resource, if_match=if_match)()
+
+    def prepare_update(
+        self,
+        actor: AccessContext,
+        resource_type: str,
+        resource_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> Callable[[], WriteResult]:
+        """``update``'s checks that need no database, made now; returns the part that writes."""
         require_type(resource_type)
         check_body_matches_url(resource, resource_type, resource_id)
         require_writable(resource)
         self.access(actor, resource_type, "u")
         self.validate(resource)
-        for attempt in range(_WRITE_ATTEMPTS):
-            try:
-                with self.writing(actor) as ctx:
-                    return self.update_in(ctx, resource_id, resource, if_match=if_match)
-            except IntegrityError:  # a concurrent create of the same new id won the race
-                if attempt == _WRITE_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+
+        return self._retrying(
+            actor, lambda ctx: self.update_in(ctx, resource_id, resource, if_match=if_match)
+        )
+
+    def _retrying(
+        self, actor: AccessContext, write_in: Callable[[WriteContext], WriteResult]
+    ) -> Callable[[], WriteResult]:
+        """``write_in`` in its own transaction, tried again when a concurrent create of the
+        same new id or identity won the race (IntegrityError)."""
+
+        def write() -> WriteResult:
+            for attempt in range(_WRITE_ATTEMPTS):
+                try:
+                    with self.writing(actor) as ctx:
+                        return write_in(ctx)
+                except IntegrityError:
+                    if attempt == _WRITE_ATTEMPTS - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        return write
 
     def delete(self, actor: AccessContext, resource_type: str, resource_id: str) -> bool:
         """http://hl7.org/fhir/R4/http.html#delete; returns False when already deleted."""
+        return self.prepare_delete(actor, resource_type, resource_id)()
+
+    def prepare_delete(
+        self, actor: AccessContext, resource_type: str, resource_id: str
+    ) -> Callable[[], bool]:
+        """``delete``'s checks that need no database, made now; returns the part that writes."""
         spec = require_type(resource_type)
         if not spec.writable:
             raise MethodNotAllowed(f"{resource_type} records are written by Loopgate only")
         self.access(actor, resource_type, "d")
-        with self.writing(actor) as ctx:
-            return self.delete_in(ctx, resource_type, resource_id)
+
+        def write() -> bool:
+            with self.writing(actor) as ctx:
+                return self.delete_in(ctx, resource_type, resource_id)
+
+        return write
+
+    async def write_later(self, write: Callable[[], T]) -> T:
+        """Run a prepared write, in a group commit with the writes that arrive with it on
+        SQLite (``gateway/store/write_batches.py``); its result once committed."""
+        return await self.batches.run(write)
 
     @contextmanager
     def writing(
@@ -335,8 +383,7 @@ class FhirService:
                 for listener in self.task_listeners:
                     listener(ctx, ctx.task_writes)
             ctx.flush()  # anything a listener wrote through the service
-        for callback in ctx.after_commit:
-            callback()
+        when_committed(self.engine, ctx.after_commit)
 
     def validate(self, resource: dict[str, Any], *, root: str | None = None) -> None:
         """Structure (400) then Gravity profile (422) checks, outside any transaction."""

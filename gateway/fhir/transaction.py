@@ -7,7 +7,7 @@ on its own and reports each entry's outcome.
 """
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -71,6 +71,14 @@ class BundleProcessor:
         self, actor: AccessContext, bundle: dict[str, Any], *, representation: bool
     ) -> dict[str, Any]:
         """The response Bundle; raises the failing entry's error for a transaction."""
+        return self.prepare(actor, bundle, representation=representation)()
+
+    def prepare(
+        self, actor: AccessContext, bundle: dict[str, Any], *, representation: bool
+    ) -> Callable[[], dict[str, Any]]:
+        """``process``'s checks that need no database (the envelope, each entry's request and,
+        for a transaction, each resource's structure), made now; returns the part that writes
+        and answers (for ``FhirService.write_later``)."""
         kind = bundle.get("type")
         if kind not in ("transaction", "batch"):
             raise BadRequest(
@@ -80,15 +88,24 @@ class BundleProcessor:
         validate_envelope(bundle)
         entries = [self._entry(i, raw) for i, raw in enumerate(bundle.get("entry") or [])]
         if kind == "transaction":
-            results = self._transaction(actor, entries, representation)
-        else:
-            results = [self._batch_entry(actor, entry, representation) for entry in entries]
-        return {
-            "resourceType": "Bundle",
-            "id": str(uuid.uuid4()),
-            "type": f"{kind}-response",
-            "entry": results,
-        }
+            _check_no_overlap(entries)
+            for entry in entries:  # structure first, outside the database transaction
+                if entry.resource is not None:
+                    validate_structure(entry.resource, root=f"{entry.root}.resource")
+
+        def write() -> dict[str, Any]:
+            if kind == "transaction":
+                results = self._transaction(actor, entries, representation)
+            else:
+                results = [self._batch_entry(actor, entry, representation) for entry in entries]
+            return {
+                "resourceType": "Bundle",
+                "id": str(uuid.uuid4()),
+                "type": f"{kind}-response",
+                "entry": results,
+            }
+
+        return write
 
     # -- parsing -----------------------------------------------------------------------------
 
@@ -172,10 +189,6 @@ class BundleProcessor:
     def _transaction(
         self, actor: AccessContext, entries: list[BundleEntry], representation: bool
     ) -> list[dict[str, Any]]:
-        _check_no_overlap(entries)
-        for entry in entries:  # structure first, outside the database transaction
-            if entry.resource is not None:
-                validate_structure(entry.resource, root=f"{entry.root}.resource")
         results: dict[int, dict[str, Any]] = {}
         with self.service.writing(actor, defer_reference_checks=True) as ctx:
             matched = self._resolve_identities(ctx, entries)

@@ -58,7 +58,8 @@ def fhir_router(
                 "POST to the base takes a transaction or batch Bundle", expression=("resourceType",)
             )
         prefer = preferences(request)
-        response = bundles.process(actor, bundle, representation=prefer.return_ == "representation")
+        write = bundles.prepare(actor, bundle, representation=prefer.return_ == "representation")
+        response = await service.write_later(write)
         return fhir_response(orjson.dumps(response))
 
     @router.get("/_history")
@@ -98,7 +99,10 @@ def fhir_router(
                 f"The body is not a {resource_type[:64]}; resourceType must match the URL",
                 expression=("resourceType",),
             )
-        result = service.create(actor, resource, if_none_exist=request.headers.get("if-none-exist"))
+        write = service.prepare_create(
+            actor, resource, if_none_exist=request.headers.get("if-none-exist")
+        )
+        result = await service.write_later(write)
         return resource_response(
             result.stored,
             fhir_base=base,
@@ -131,9 +135,10 @@ def fhir_router(
         check_acceptable(request)
         actor = await access(request)
         resource = await read_json_body(request, max_bytes=max_body_bytes)
-        result = service.update(
+        write = service.prepare_update(
             actor, resource_type, resource_id, resource, if_match=_if_match(request)
         )
+        result = await service.write_later(write)
         return resource_response(
             result.stored,
             fhir_base=base,
@@ -146,7 +151,9 @@ def fhir_router(
     async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
         check_acceptable(request)
         actor = await access(request)
-        deleted = service.delete(actor, resource_type, resource_id)
+        deleted = await service.write_later(
+            service.prepare_delete(actor, resource_type, resource_id)
+        )
         if preferences(request).return_ == "OperationOutcome":
             text = "Deleted" if deleted else "Already deleted"
             return json_response(informational_outcome(text))

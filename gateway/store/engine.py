@@ -5,13 +5,17 @@ queue on the database lock instead of failing on a read-to-write upgrade. Checkp
 the WAL back into the database, with an fsync) run in a background thread, not inside a
 writer's commit while it holds the lock. PostgreSQL writers lock the rows they change
 (``SELECT … FOR UPDATE``) inside ordinary READ COMMITTED transactions.
+
+A shared transaction (``shared_write_transaction``, used by ``write_batches.py`` for group
+commit on SQLite) lets several writes in a row join one transaction on this thread: each
+``write_transaction`` then becomes a savepoint in it, and reads use it too.
 """
 
 import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from gateway.store import driver
 
 _WRITE_OPTION = "loopgate_write"
 WRITER_CHECKPOINT_PAGES = 20_000
@@ -92,11 +98,118 @@ def _sqlite_engine(database_url: str) -> Engine:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """One database transaction for one logical write; commits on success, rolls back on error."""
-    with _writer_turn(engine), engine.connect() as connection:
+    """One database transaction for one logical write; commits on success, rolls back on error.
+
+    Inside a shared transaction on this thread it is a savepoint of that one instead: rolled
+    back on error, committed with the others."""
+    shared = _shared(engine)
+    if shared is not None:
+        with shared.savepoint():
+            yield shared.connection
+        return
+    with _writer_turn(engine), _begin_write(engine) as connection:
+        yield connection
+
+
+@contextmanager
+def _begin_write(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:
         connection.execution_options(**{_WRITE_OPTION: True})
         with connection.begin():
             yield connection
+
+
+def when_committed(engine: Engine, callbacks: Iterable[Callable[[], None]]) -> None:
+    """Run ``callbacks`` once what was just written is committed: now, or, inside a shared
+    transaction, after its commit (and never if it rolls back)."""
+    shared = _shared(engine)
+    if shared is not None:
+        shared.after_commit.extend(callbacks)
+        return
+    for callback in callbacks:
+        callback()
+
+
+class SharedTransaction:
+    """One write transaction that the writes run on this thread join, each in a savepoint."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.after_commit: list[Callable[[], None]] = []
+        self._depth = 0
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Everything written in the block, and the commit callbacks it added, or none."""
+        name = _SAVEPOINT_NAMES[min(self._depth, len(_SAVEPOINT_NAMES) - 1)]
+        callbacks_before = len(self.after_commit)
+        driver.run(self.connection, name.create)
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            del self.after_commit[callbacks_before:]
+            if self.is_open():
+                driver.run(self.connection, name.roll_back)
+                driver.run(self.connection, name.release)
+            raise
+        else:
+            driver.run(self.connection, name.release)
+        finally:
+            self._depth -= 1
+
+    def is_open(self) -> bool:
+        """False once SQLite has rolled the whole transaction back on its own (disk full, I/O
+        error): what earlier savepoints wrote is then gone."""
+        dbapi_connection = self.connection.connection.dbapi_connection
+        return bool(getattr(dbapi_connection, "in_transaction", True))
+
+
+class _SavepointName:
+    __slots__ = ("create", "release", "roll_back")
+
+    def __init__(self, depth: int) -> None:
+        name = f"loopgate_write_{depth}"
+        self.create = driver.Statement(f"SAVEPOINT {name}")
+        self.release = driver.Statement(f"RELEASE SAVEPOINT {name}")
+        self.roll_back = driver.Statement(f"ROLLBACK TO SAVEPOINT {name}")
+
+
+# savepoint names by nesting depth (a name reused deeper still rolls back the innermost one)
+_SAVEPOINT_NAMES = tuple(_SavepointName(depth) for depth in range(8))
+_SHARED = threading.local()
+
+
+def _shared(engine: Engine) -> SharedTransaction | None:
+    shared: dict[int, SharedTransaction] | None = getattr(_SHARED, "by_engine", None)
+    return shared.get(id(engine)) if shared else None
+
+
+class WriterBusy(Exception):
+    """Another writer holds SQLite's write turn (``shared_write_transaction(wait=False)``)."""
+
+
+@contextmanager
+def shared_write_transaction(engine: Engine, *, wait: bool = True) -> Iterator[SharedTransaction]:
+    """One write transaction that every ``write_transaction`` and ``read_transaction`` on
+    ``engine`` in this thread joins until the block ends; commits at the end (then runs the
+    callbacks its writes left), or rolls back if the block raises. With ``wait=False`` it
+    raises ``WriterBusy`` at once rather than wait for another writer's turn to end."""
+    if _shared(engine) is not None:
+        raise RuntimeError("a shared write transaction is already open on this thread")
+    turn = _writer_turn(engine) if wait else _writer_turn_if_free(engine)
+    if turn is None:
+        raise WriterBusy()
+    with turn, _begin_write(engine) as connection:
+        shared = SharedTransaction(connection)
+        by_engine = _SHARED.__dict__.setdefault("by_engine", {})
+        by_engine[id(engine)] = shared
+        try:
+            yield shared
+        finally:
+            del by_engine[id(engine)]
+    for callback in shared.after_commit:
+        callback()
 
 
 class _WriterQueue:
@@ -119,6 +232,25 @@ class _WriterQueue:
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def turn_if_free(self) -> AbstractContextManager[None] | None:
+        """The turn, if no other writer has it right now; None otherwise."""
+        if not self._thread_lock.acquire(blocking=False):
+            return None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._thread_lock.release()
+            return None
+        return self._taken()
+
+    @contextmanager
+    def _taken(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._thread_lock.release()
+
 
 _QUEUES: dict[str, _WriterQueue] = {}
 _QUEUES_LOCK = threading.Lock()
@@ -131,15 +263,29 @@ def _writer_queue(database_path: str) -> _WriterQueue:
 
 
 def _writer_turn(engine: Engine) -> AbstractContextManager[None]:
+    database = _queued_database(engine)
+    return _writer_queue(database).turn() if database else nullcontext()
+
+
+def _writer_turn_if_free(engine: Engine) -> AbstractContextManager[None] | None:
+    database = _queued_database(engine)
+    return _writer_queue(database).turn_if_free() if database else nullcontext()
+
+
+def _queued_database(engine: Engine) -> str | None:
+    """The SQLite file whose writers queue (``_WriterQueue``); None for PostgreSQL and memory."""
     database = engine.url.database if is_sqlite(engine) else None
-    if not database or database == ":memory:":
-        return nullcontext()
-    return _writer_queue(database).turn()
+    return database if database and database != ":memory:" else None
 
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
-    """A consistent snapshot for a read (a search and its includes see the same data)."""
+    """A consistent snapshot for a read (a search and its includes see the same data); inside
+    a shared write transaction, that transaction, so a write's own reads see what it wrote."""
+    shared = _shared(engine)
+    if shared is not None:
+        yield shared.connection
+        return
     with engine.connect() as connection, connection.begin():
         yield connection
 
@@ -209,9 +355,5 @@ class SqliteCheckpointer:
 
 def sqlite_checkpointer(engine: Engine) -> SqliteCheckpointer | None:
     """A checkpointer for ``engine``'s database file, or None (PostgreSQL, in-memory)."""
-    if not is_sqlite(engine):
-        return None
-    database = engine.url.database
-    if not database or database == ":memory:":
-        return None
-    return SqliteCheckpointer(database)
+    database = _queued_database(engine)
+    return SqliteCheckpointer(database) if database else None
