@@ -4,8 +4,9 @@ Every method takes the caller's ``AccessContext`` (from its API key or SMART tok
 ``conformance.errors`` on refusal; the routes turn those into problem details.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from adapters.cbo.schemas import (
     ApiKeyList,
@@ -21,6 +22,8 @@ from adapters.cbo.schemas import (
 )
 from conformance.access import AccessContext
 from fhir_mappings import ReferralAction, ReferralView
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,11 @@ class CboCore(Protocol):
         *,
         idempotency: IdempotentRequest,
     ) -> Answer: ...
+
+    async def run_write(self, write: Callable[[], T]) -> T:
+        """``write()``, a call above that writes (``act``), run with the writes that arrive
+        together (on SQLite they share one commit); its result once committed."""
+        ...
 
     def messages(self, caller: AccessContext, referral_id: str) -> MessageList: ...
 

@@ -4,6 +4,7 @@ Documented by the OpenAPI 3.1 document FastAPI generates for the sub-application
 every error answers ``application/problem+json``.
 """
 
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable
 from enum import Enum
@@ -115,7 +116,10 @@ def cbo_router(core: CboCore, authenticate: Authenticate) -> APIRouter:
         request: Request, referral_id: str, action: ReferralAction, key: str | None
     ) -> Response:
         caller = await authenticate(request)
-        answer = core.act(caller, referral_id, action, idempotency=await _post(request, key))
+        idempotency = await _post(request, key)
+        answer = await core.run_write(
+            functools.partial(core.act, caller, referral_id, action, idempotency=idempotency)
+        )
         return Response(answer.body, status_code=answer.status_code, media_type=JSON)
 
     @router.post("/referrals/{referral_id}/accept", response_model=ReferralView, tags=_ACTIONS)
@@ -211,8 +215,9 @@ def cbo_router(core: CboCore, authenticate: Authenticate) -> APIRouter:
     ) -> Response:
         """Add a message; the referring organization sees it on the FHIR Task as a note."""
         caller = await authenticate(request)
-        answer = core.act(
-            caller, referral_id, message, idempotency=await _post(request, idempotency_key)
+        idempotency = await _post(request, idempotency_key)
+        answer = await core.run_write(
+            functools.partial(core.act, caller, referral_id, message, idempotency=idempotency)
         )
         return Response(answer.body, status_code=answer.status_code, media_type=JSON)
 

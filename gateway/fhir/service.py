@@ -273,7 +273,7 @@ class FhirService:
         self, actor: AccessContext, resource: dict[str, Any], *, if_none_exist: str | None = None
     ) -> Callable[[], WriteResult]:
         """``create``'s checks that need no database, made now; returns the part that writes
-        (for ``write_later``)."""
+        (for ``run_write``)."""
         resource_type = require_writable(resource)
         self.access(actor, resource_type, "c")
         self.validate(resource)
@@ -356,7 +356,7 @@ class FhirService:
 
         return write
 
-    async def write_later(self, write: Callable[[], T]) -> T:
+    async def run_write(self, write: Callable[[], T]) -> T:
         """Run a prepared write, in a group commit with the writes that arrive with it on
         SQLite (``gateway/store/write_batches.py``); its result once committed."""
         return await self.batches.run(write)

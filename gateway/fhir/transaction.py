@@ -78,7 +78,7 @@ class BundleProcessor:
     ) -> Callable[[], dict[str, Any]]:
         """``process``'s checks that need no database (the envelope, each entry's request and,
         for a transaction, each resource's structure), made now; returns the part that writes
-        and answers (for ``FhirService.write_later``)."""
+        and answers (for ``FhirService.run_write``)."""
         kind = bundle.get("type")
         if kind not in ("transaction", "batch"):
             raise BadRequest(

@@ -59,7 +59,7 @@ def fhir_router(
             )
         prefer = preferences(request)
         write = bundles.prepare(actor, bundle, representation=prefer.return_ == "representation")
-        response = await service.write_later(write)
+        response = await service.run_write(write)
         return fhir_response(orjson.dumps(response))
 
     @router.get("/_history")
@@ -102,7 +102,7 @@ def fhir_router(
         write = service.prepare_create(
             actor, resource, if_none_exist=request.headers.get("if-none-exist")
         )
-        result = await service.write_later(write)
+        result = await service.run_write(write)
         return resource_response(
             result.stored,
             fhir_base=base,
@@ -138,7 +138,7 @@ def fhir_router(
         write = service.prepare_update(
             actor, resource_type, resource_id, resource, if_match=_if_match(request)
         )
-        result = await service.write_later(write)
+        result = await service.run_write(write)
         return resource_response(
             result.stored,
             fhir_base=base,
@@ -151,9 +151,7 @@ def fhir_router(
     async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
         check_acceptable(request)
         actor = await access(request)
-        deleted = await service.write_later(
-            service.prepare_delete(actor, resource_type, resource_id)
-        )
+        deleted = await service.run_write(service.prepare_delete(actor, resource_type, resource_id))
         if preferences(request).return_ == "OperationOutcome":
             text = "Deleted" if deleted else "Already deleted"
             return json_response(informational_outcome(text))

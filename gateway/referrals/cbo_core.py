@@ -10,7 +10,7 @@ import binascii
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
@@ -75,6 +75,8 @@ _SORTS = {
     "created": "authored-on",
     "-created": "-authored-on",
 }
+
+T = TypeVar("T")
 
 
 class CboApi:
@@ -149,6 +151,9 @@ class CboApi:
             return 200, body, body
 
         return self._once(caller, idempotency, work)
+
+    async def run_write(self, write: Callable[[], T]) -> T:
+        return await self.service.run_write(write)
 
     def messages(self, caller: AccessContext, referral_id: str) -> MessageList:
         view = self.get_referral(caller, referral_id)

@@ -1,6 +1,6 @@
-"""Group commit on SQLite (gateway/store/write_batches.py): writes that arrive together are
-committed in one transaction, each still succeeds or fails on its own, and no client hears
-"done" before its write is committed."""
+"""Group commit on SQLite (gateway/store/write_batches.py): writes that arrive together, by
+the FHIR door or the CBOs' JSON API, are committed in one transaction, each still succeeds or
+fails on its own, and no client hears "done" before its write is committed."""
 
 import asyncio
 import threading
@@ -24,8 +24,9 @@ from gateway.store.engine import (
 )
 from gateway.store.tables import ResourceRow
 from gateway.store.write_batches import WriteBatcher
-from tests.builders import HOSPITAL, as_org
+from tests.builders import HOSPITAL, as_org, service_request, task
 from tests.conftest import FHIR_BASE
+from tests.partners import API, key_headers, provision_partners
 
 
 @pytest.fixture(autouse=True)
@@ -57,13 +58,13 @@ def _stored_ids(engine: Engine, resource_type: str = "Patient") -> set[str]:
         return {row[0] for row in rows}
 
 
-def _patients_seen_at_each_commit(engine: Engine) -> list[int]:
-    """Patients the committing transaction holds, recorded at each commit on ``engine``."""
+def _seen_at_each_commit(engine: Engine, count_query: str) -> list[int]:
+    """``count_query`` as the committing transaction sees it, recorded at each commit."""
     seen: list[int] = []
 
     def on_commit(connection: Any) -> None:
         cursor = connection.connection.dbapi_connection.cursor()
-        cursor.execute("SELECT count(*) FROM resource WHERE resource_type = 'Patient'")
+        cursor.execute(count_query)
         seen.append(cursor.fetchone()[0])
         cursor.close()
 
@@ -108,7 +109,9 @@ def _while_writer_busy(
 def test_writes_that_arrive_together__commit_once_and_are_visible_when_answered(
     client: TestClient, engine: Engine, observer: Engine
 ) -> None:
-    seen = _patients_seen_at_each_commit(engine)
+    seen = _seen_at_each_commit(
+        engine, "SELECT count(*) FROM resource WHERE resource_type = 'Patient'"
+    )
 
     def create(index: int) -> Callable[[], tuple[int, bool]]:
         def call() -> tuple[int, bool]:
@@ -173,6 +176,36 @@ def test_a_failing_write__rolls_back_alone_and_the_rest_of_its_batch_commits(
     assert identifiers == {"kept-0", "kept-1", "kept-2"}
     stale = client.get("/fhir/Patient/existing", headers=as_org(HOSPITAL)).json()
     assert stale["meta"]["versionId"] == "1"
+
+
+def test_cbo_actions_that_arrive_together__commit_together_each_with_its_own_answer(
+    client: TestClient, engine: Engine
+) -> None:
+    provision_partners(client)
+    client.put(
+        "/fhir/ServiceRequest/sr-food-2001", json=service_request(), headers=as_org(HOSPITAL)
+    )
+    for task_id in ("t-1", "t-2", "t-3"):
+        created = client.put(f"/fhir/Task/{task_id}", json=task(task_id), headers=as_org(HOSPITAL))
+        assert created.status_code == 201, created.text
+    # the key's first use records it (a write of its own, once a minute at most): done here
+    assert client.get(f"{API}/referrals", headers=key_headers()).status_code == 200
+    seen = _seen_at_each_commit(engine, "SELECT count(*) FROM task_party WHERE status = 'accepted'")
+
+    def accept(task_id: str) -> Callable[[], Any]:
+        return lambda: client.post(f"{API}/referrals/{task_id}/accept", headers=key_headers())
+
+    responses = _while_writer_busy(
+        engine, client, [accept("t-1"), accept("t-2"), accept("t-missing"), accept("t-3")]
+    )
+
+    assert [r.status_code for r in responses] == [200, 200, 404, 200]
+    assert responses[2].headers["content-type"].startswith("application/problem+json")
+    for task_id in ("t-1", "t-2", "t-3"):
+        stored = client.get(f"/fhir/Task/{task_id}", headers=as_org(HOSPITAL)).json()
+        assert stored["status"] == "accepted"
+    assert 3 in seen
+    assert [count for count in seen if 0 < count < 3] == []
 
 
 def _service(engine: Engine) -> FhirService:
