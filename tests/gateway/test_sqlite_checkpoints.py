@@ -1,6 +1,7 @@
 """The SQLite checkpointer keeps the WAL from growing without end, and takes the write lock for
 a TRUNCATE only in a turn of the writer queue, so writers queue behind it instead of polling
-for the lock in SQLite's busy handler."""
+for the lock in SQLite's busy handler. And a BEGIN that SQLite refuses fails as SQLAlchemy's
+error, as every other statement does."""
 
 import fcntl
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from gateway.store.engine import SqliteCheckpointer, make_engine, write_transaction
 
@@ -103,3 +105,25 @@ def test_a_reader_on_an_old_snapshot_delays_the_truncation_but_not_the_writers(
     checkpointer.checkpoint()
     assert wal_bytes(path) == 0
     assert notes(engine) == 3 * ROWS
+
+
+def test_a_begin_refused_by_sqlite__fails_as_sqlalchemy_error_and_the_connection_is_reusable(
+    database: tuple[Path, Engine],
+) -> None:
+    path, engine = database
+    outsider = sqlite3.connect(path, isolation_level=None)
+    outsider.execute("BEGIN IMMEDIATE")  # another program holding SQLite's write lock
+    try:
+        with engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA busy_timeout=50")  # give up at once rather than in 30 s
+            connection.execution_options(loopgate_write=True)
+            with pytest.raises(OperationalError, match="locked"):
+                connection.begin()
+            raw.execute("PRAGMA busy_timeout=30000")
+    finally:
+        outsider.rollback()
+        outsider.close()
+    write_notes(engine)
+    assert notes(engine) == 2 * ROWS
