@@ -12,6 +12,7 @@ commit on SQLite) lets several writes in a row join one transaction on this thre
 """
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -26,6 +27,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from gateway.store import driver
+
+log = logging.getLogger("loopgate.store")
 
 _WRITE_OPTION = "loopgate_write"
 WRITER_CHECKPOINT_PAGES = 20_000
@@ -218,7 +221,11 @@ def shared_write_transaction(engine: Engine, *, wait: bool = True) -> Iterator[S
         finally:
             del by_engine[id(engine)]
     for callback in shared.after_commit:
-        callback()
+        # committed: a callback that fails must not make the writes look failed
+        try:
+            callback()
+        except Exception as error:
+            log.error("a callback after a group commit failed (%s)", type(error).__name__)
 
 
 class _WriterQueue:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, select
 
 from conformance.access import AccessContext
-from gateway.fhir.service import FhirService
+from gateway.fhir.service import FhirService, WriteResult
 from gateway.settings import Settings
 from gateway.store.engine import (
     is_sqlite,
@@ -276,3 +276,35 @@ def test_commit_callbacks__run_after_the_commit_and_only_for_writes_kept(
     assert len(stored) == 1
     # one callback, the kept write's, and it ran once its write was visible to others
     assert seen_by_callbacks == [stored]
+
+
+def test_a_failing_commit_callback__leaves_the_committed_writes_answered_as_done(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = _service(engine)
+    batches = WriteBatcher(engine)
+
+    def refuse() -> None:
+        raise RuntimeError("Denise Rivera")  # text that must not reach the log
+
+    def write(identifier: str) -> Callable[[], WriteResult]:
+        create = service.prepare_create(HOSPITAL_ACTOR, _patient(identifier))
+
+        def run() -> WriteResult:
+            result = create()
+            when_committed(engine, [refuse])
+            return result
+
+        return run
+
+    async def main() -> tuple[Any, ...]:
+        return await asyncio.gather(
+            batches.run(write("first")), batches.run(write("second")), return_exceptions=True
+        )
+
+    results = asyncio.run(main())
+
+    assert [type(result) for result in results] == [WriteResult, WriteResult]
+    assert _stored_ids(engine) == {result.stored.id for result in results}
+    assert "RuntimeError" in caplog.text
+    assert "Denise" not in caplog.text
