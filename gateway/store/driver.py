@@ -88,6 +88,10 @@ def _run(connection: Connection, statement: Statement, params: Any, *, many: boo
     except dialect.loaded_dbapi.Error as error:
         cursor.close()
         if dialect.is_disconnect(error, fairy.dbapi_connection, cursor):
+            # the rest of the pool most likely died with it (a database restart): have every
+            # connection made before now replaced at its next checkout, as SQLAlchemy does for
+            # its own statements, rather than fail once per connection
+            connection.engine.pool._invalidate(fairy, error)
             connection.invalidate(error)
         raise DBAPIError.instance(
             text,
