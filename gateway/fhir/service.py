@@ -366,7 +366,8 @@ class FhirService:
         self, actor: AccessContext, *, defer_reference_checks: bool = False
     ) -> Iterator[WriteContext]:
         """One database transaction for one logical write: its rows are flushed and committed
-        together when the block ends, or none of them when it raises."""
+        together when the block ends, or none of them when it raises. (In a group commit on
+        SQLite, a savepoint of the batch's transaction: kept or rolled back the same way.)"""
         with write_transaction(self.engine) as connection:
             ctx = WriteContext(connection, actor, defer_reference_checks=defer_reference_checks)
             yield ctx

@@ -36,10 +36,10 @@ WRITER_CHECKPOINT_PAGES = 20_000
 CHECKPOINT_INTERVAL_S = 1.0
 TRUNCATE_WAL_BYTES = 32 * 1024 * 1024
 OPTIMIZE_EVERY_ROUNDS = 600
-NEVER_BY_COUNT = 2**31 - 1
+NEVER_BY_COUNT = 2**31 - 1  # psycopg's prepare_threshold: prepare only when asked
 # a pooled PostgreSQL connection idle this long is pinged before use (``_ping_when_idle``)
 IDLE_PING_S = 2.0
-_IDLE_SINCE = "loopgate_idle_since"  # psycopg's prepare_threshold: prepare only when asked
+_IDLE_SINCE = "loopgate_idle_since"
 # how long the checkpointer, holding the writers' turn, waits for readers before it gives up
 LOCKED_WORK_WAIT_MS = 100
 
