@@ -12,9 +12,9 @@ from starlette.requests import Request
 
 from conformance.access import AccessContext, Grant
 from conformance.errors import Unauthenticated
-from smart_auth.db import now, reading
+from smart_auth.db import now
 from smart_auth.scopes import grants_of
-from smart_auth.tokens import by_access_token, is_active
+from smart_auth.tokens import bearer_grant, is_active
 
 CHALLENGE = 'Bearer realm="loopgate"'
 INVALID_TOKEN = 'Bearer realm="loopgate", error="invalid_token"'
@@ -36,8 +36,7 @@ def access_context(engine: Engine, request: Request, *, audience: str) -> Access
     at = now()
     row = None
     if token and len(token) <= MAX_TOKEN_CHARS:
-        with reading(engine) as connection:
-            row = by_access_token(connection, token)
+        row = bearer_grant(engine, token)
     if row is None or not is_active(row, at=at) or row.aud != audience:
         raise Unauthenticated(
             "The access token is invalid, expired, revoked or for another audience",

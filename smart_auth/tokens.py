@@ -9,9 +9,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+import orjson
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from smart_auth.credentials import digest, new_secret
+from smart_auth.db import first_row
 from smart_auth.tables import token_table
 
 _T = token_table.c
@@ -83,6 +85,54 @@ _BY_ACCESS_HASH = select(token_table).where(_T.access_hash == bindparam("access_
 
 def by_access_token(connection: Connection, access_token: str) -> Any | None:
     return connection.execute(_BY_ACCESS_HASH, {"access_hash": digest(access_token)}).first()
+
+
+@dataclass(frozen=True)
+class BearerGrant:
+    """What an access token grants, as a protected route needs it."""
+
+    organization: str | None
+    fhir_user: str | None
+    client_id: str
+    scope: str
+    context: dict[str, Any]
+    roles: list[str]
+    aud: str
+    expires_at: int
+    revoked_at: int | None
+
+
+_BEARER_GRANT = (
+    "SELECT organization, fhir_user, client_id, scope, context, roles, aud, expires_at, "
+    f"revoked_at FROM {token_table.name} WHERE access_hash = ?"
+)
+
+
+def bearer_grant(engine: Engine, access_token: str) -> BearerGrant | None:
+    """The grant of ``access_token`` (active or not), or None for a token never issued.
+
+    Every API request asks this, so it is one statement on a DB-API connection
+    (``smart_auth.db.first_row``), not SQLAlchemy Core inside a transaction."""
+    row = first_row(engine, _BEARER_GRANT, (digest(access_token),))
+    if row is None:
+        return None
+    organization, fhir_user, client_id, scope, context, roles, aud, expires_at, revoked_at = row
+    return BearerGrant(
+        organization=organization,
+        fhir_user=fhir_user,
+        client_id=client_id,
+        scope=scope,
+        context=_json(context),
+        roles=_json(roles),
+        aud=aud,
+        expires_at=expires_at,
+        revoked_at=revoked_at,
+    )
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: SQLite hands back its text, PostgreSQL the decoded value."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def by_refresh_token(connection: Connection, refresh_token: str) -> Any | None:
