@@ -40,6 +40,7 @@ from gateway.fhir import FhirService
 from gateway.fhir.write_context import now_us
 from gateway.fhir_api.errors import register_error_handlers
 from gateway.fhir_api.routes import fhir_router
+from gateway.garbage_collection import settled_heap
 from gateway.live import LiveHub, ReferralEventRecorder, StreamOptions, live_router
 from gateway.logs import configure_logging
 from gateway.outbox import Handler, OutboxOptions, OutboxWorker, webhook_handler
@@ -161,7 +162,8 @@ def create_app(
         if settings.outbox_worker and settings.subscription_heartbeat_scan_s:
             heartbeats.start()
         hub.start()
-        yield
+        with settled_heap():
+            yield
         await hub.stop()
         await heartbeats.stop()
         await reminders.stop()
