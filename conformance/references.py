@@ -8,6 +8,7 @@ its full URL. Gravity sends absolute references across servers (reference/gravit
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 ID_PATTERN = r"[A-Za-z0-9\-\.]{1,64}"
@@ -50,6 +51,9 @@ def normalise_base(base: str) -> str:
     return base.rstrip("/")
 
 
+# a write parses the same few references (its patient, the organizations, the Task) several
+# times over: checks, Task rules and search-index rows
+@lru_cache(maxsize=4096)
 def parse_reference(value: str, *, local_base: str | None = None) -> ParsedReference | None:
     """Parse ``Type/id[/_history/v]`` or ``http(s)://base/Type/id``; None for other forms.
 
