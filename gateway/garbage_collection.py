@@ -23,7 +23,8 @@ def settled_heap() -> Iterator[None]:
     """While serving: what exists now is frozen, and young collections are rarer. The
     collector's settings are restored at the end (several apps start and stop in a test run)."""
     before = gc.get_threshold()
-    gc.collect()
+    # no gc.collect() first: it costs ~85 ms per start (every test's app), and what little
+    # garbage start-up left is frozen with the rest, a one-off of a few kilobytes
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
     try:

@@ -1,4 +1,5 @@
-"""Transactions on the engine gateway hands in: one per logical operation.
+"""Transactions on the engine gateway hands in: one per logical operation; and the one read
+that needs none (``first_row``: the token lookup of every request).
 
 SQLite write transactions must start with ``BEGIN IMMEDIATE`` (gateway's engine does that when a
 connection carries ``loopgate_write=True``), so a read-then-write never fails on a lock upgrade.
@@ -45,9 +46,9 @@ def first_row(engine: Engine, statement: str, params: Sequence[Any]) -> tuple[An
     straight to a pooled DB-API connection, outside any transaction.
 
     For the token lookup every API request makes: SQLAlchemy's execution layer and the
-    transaction around it took about 65 of its 80 µs of CPU on SQLite and half of its 300 µs
-    on PostgreSQL (bench/README.md, "Driver statements"). One statement needs no transaction:
-    it reads one snapshot either way. Errors are SQLAlchemy's, parameters hidden.
+    transaction around it took about 60 of its 80 µs of CPU on SQLite and half of its 300 µs
+    on PostgreSQL (measured in-process; README, *Benchmark*). One statement needs no
+    transaction: it reads one snapshot either way. Errors are SQLAlchemy's, parameters hidden.
     """
     dialect = engine.dialect
     postgresql = dialect.name != "sqlite"  # SQLite's connections never BEGIN on their own
@@ -78,7 +79,17 @@ def first_row(engine: Engine, statement: str, params: Sequence[Any]) -> tuple[An
         finally:
             cursor.close()
             if postgresql and pooled.is_valid:
-                dbapi_connection.autocommit = False  # back as the pool's other users expect
+                _leave_autocommit(pooled)
         return tuple(row) if row is not None else None
     finally:
         pooled.close()
+
+
+def _leave_autocommit(pooled: Any) -> None:
+    """Autocommit off again, as the pool's other users expect; a connection that refuses is
+    discarded, never handed out in autocommit, where a write would commit statement by
+    statement."""
+    try:
+        pooled.dbapi_connection.autocommit = False
+    except Exception:
+        pooled.invalidate()
