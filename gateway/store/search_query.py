@@ -20,6 +20,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal_column,
     not_,
     or_,
     select,
@@ -210,22 +211,38 @@ def find_matches(
         .offset(request.offset)
         .subquery("page")
     )
-    p = page.c
     query = (
-        select(p.resource_type, p.id, p.version_id, p.last_updated, p.deleted, V.body)
-        .select_from(
-            page.join(
-                version_table,
-                and_(
-                    V.resource_type == p.resource_type,
-                    V.id == p.id,
-                    V.version_id == p.version_id,
-                ),
-            )
-        )
-        .order_by(*(key.applied(p[f"sort_{n}"]) for n, key in enumerate(order)))
+        select(*_PAGE_KEY, V.body)
+        .select_from(page.join(version_table, _PAGE_VERSION))
+        .order_by(*(key.applied(_page_column(f"sort_{n}")) for n, key in enumerate(order)))
     )
     return [StoredVersion(*row) for row in connection.execute(query, plan.params)]
+
+
+# The page subquery's columns by name: ``page.c`` built SQLAlchemy's column collection for the
+# subquery on every search, some 230 of a search's 800 µs (same-process A/B, SQLite).
+def _page_column(name: str, type_: Any = None) -> ColumnElement[Any]:
+    return literal_column(f"page.{name}", type_)
+
+
+_PAGE_KEY: tuple[
+    ColumnElement[str],
+    ColumnElement[str],
+    ColumnElement[int],
+    ColumnElement[int],
+    ColumnElement[bool],
+] = (
+    _page_column("resource_type", R.resource_type.type),
+    _page_column("id", R.id.type),
+    _page_column("version_id", R.version_id.type),
+    _page_column("last_updated", R.last_updated.type),
+    _page_column("deleted", R.deleted.type),
+)
+_PAGE_VERSION = and_(
+    V.resource_type == _page_column("resource_type"),
+    V.id == _page_column("id"),
+    V.version_id == _page_column("version_id"),
+)
 
 
 _BY_ONE_TOKEN = Statement(
