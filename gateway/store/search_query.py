@@ -27,6 +27,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from conformance.search_index import TOKEN_INDEX_LENGTH, normalise_string
 from conformance.search_request import (
@@ -159,6 +160,8 @@ def visible_ids(connection: Connection, access: AccessFilter, ids: Iterable[str]
     wanted = list(dict.fromkeys(ids))
     if access.unrestricted:
         return set(wanted)
+    if access.groups is None and len(wanted) == 1:  # a read by id
+        return _visible_one(connection, access, wanted[0])
     if access.groups is None:  # the organization alone limits what is seen
         query = _visible_to_organization(access.resource_type)
     else:
@@ -174,6 +177,42 @@ def visible_ids(connection: Connection, access: AccessFilter, ids: Iterable[str]
 def _visible_to_organization(resource_type: str) -> Select[tuple[str]]:
     """Which of the ``ids`` of the type the organization bound as ``visible_to`` sees."""
     return _ids_among(resource_type, _organization_visibility(resource_type))
+
+
+_ONE_ID = "one_id"
+# SQLAlchemy's own dialects for these two databases, placeholders written as ``?`` (what
+# ``driver.Statement`` takes)
+_QMARK_DIALECTS = {
+    "sqlite": sqlite.dialect(),
+    "postgresql": postgresql.psycopg.dialect(paramstyle="qmark"),  # type: ignore[no-untyped-call]
+}
+
+
+def _visible_one(connection: Connection, access: AccessFilter, resource_id: str) -> set[str]:
+    """``visible_ids`` of one id when the organization alone limits what is seen."""
+    statement, names, constants = _visible_one_statement(
+        access.resource_type, connection.dialect.name
+    )
+    given = {VISIBLE_TO: access.organization, _ONE_ID: resource_id}
+    params = [given[name] if name in given else constants[name] for name in names]
+    return {row[0] for row in driver.rows(connection, statement, params)}
+
+
+@cache
+def _visible_one_statement(
+    resource_type: str, dialect_name: str
+) -> tuple[Statement, tuple[str, ...], dict[str, Any]]:
+    """The visibility check of a read by id, compiled once per type and database and sent
+    straight to the driver: through Core's execution layer it took 51 µs, as text 6 µs
+    (same-process A/B on SQLite). Its parameters in order, and the values of those that are
+    the query's own constants."""
+    query = select(R.id).where(
+        R.resource_type == resource_type,
+        R.id == bindparam(_ONE_ID, type_=String),
+        _organization_visibility(resource_type),
+    )
+    compiled = query.compile(dialect=_QMARK_DIALECTS[dialect_name])
+    return Statement(str(compiled)), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
 def _ids_among(resource_type: str, condition: ColumnElement[bool]) -> Select[tuple[str]]:
