@@ -248,7 +248,7 @@ def find_matches(
         .order_by(*(key.applied(key.column) for key in order))
         .limit(request.count)
         .offset(request.offset)
-        .subquery("page")
+        .subquery(_PAGE)
     )
     query = (
         select(*_PAGE_KEY, V.body)
@@ -260,8 +260,11 @@ def find_matches(
 
 # The page subquery's columns by name: ``page.c`` built SQLAlchemy's column collection for the
 # subquery on every search, some 230 of a search's 800 µs (same-process A/B, SQLite).
+_PAGE = "page"
+
+
 def _page_column(name: str, type_: Any = None) -> ColumnElement[Any]:
-    return literal_column(f"page.{name}", type_)
+    return literal_column(f"{_PAGE}.{name}", type_)
 
 
 _PAGE_KEY: tuple[
