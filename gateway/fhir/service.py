@@ -38,6 +38,7 @@ from conformance.search_request import ReferenceQuery, SearchRequest, parse_sear
 from conformance.task_rules import TaskParties, organization_of
 from gateway.access.policy import AccessFilter, access_filter
 from gateway.fhir.ids import new_resource_id
+from gateway.fhir.prepared_body import PreparedBody, prepare_body
 from gateway.fhir.reference_integrity import local_targets, verify_targets_exist
 from gateway.fhir.stored_body import content_of, stored_body
 from gateway.fhir.task_workflow import TaskWorkflow
@@ -277,13 +278,14 @@ class FhirService:
         resource_type = require_writable(resource)
         self.access(actor, resource_type, "c")
         self.validate(resource)
+        prepared = prepare_body(resource, local_base=self.fhir_base)
 
         def create_unless_matched(ctx: WriteContext) -> WriteResult:
             if if_none_exist is not None:
                 match = self.conditional_match(ctx, resource_type, if_none_exist)
                 if match is not None:
                     return WriteResult(match, created=False, changed=False)
-            return self.create_in(ctx, resource)
+            return self.create_in(ctx, resource, prepared=prepared)
 
         return self._retrying(actor, create_unless_matched)
 
@@ -314,9 +316,13 @@ class FhirService:
         require_writable(resource)
         self.access(actor, resource_type, "u")
         self.validate(resource)
+        prepared = prepare_body(resource, local_base=self.fhir_base)
 
         return self._retrying(
-            actor, lambda ctx: self.update_in(ctx, resource_id, resource, if_match=if_match)
+            actor,
+            lambda ctx: self.update_in(
+                ctx, resource_id, resource, if_match=if_match, prepared=prepared
+            ),
         )
 
     def _retrying(
@@ -423,15 +429,19 @@ class FhirService:
         *,
         resource_id: str | None = None,
         root: str | None = None,
+        prepared: PreparedBody | None = None,
     ) -> WriteResult:
-        """Create inside ``ctx``'s transaction; a client-sent id is ignored (http.html#create)."""
+        """Create inside ``ctx``'s transaction; a client-sent id is ignored (http.html#create).
+        ``prepared``: ``prepare_body`` of this body with the same ``root``, if made already."""
         resource_type = str(resource["resourceType"])
         new_id = resource_id or new_resource_id()
         resource = {**resource, "id": new_id}
         self._check_within_grants(ctx, resource, "c")
         parties = self.tasks.check_create(ctx, resource) if resource_type == "Task" else None
-        self._check_references(ctx, resource, root=root)
-        stored = self._store(ctx, resource, version_id=1, method="POST", parties=parties)
+        self._check_references(ctx, resource, root=root, prepared=prepared)
+        stored = self._store(
+            ctx, resource, version_id=1, method="POST", parties=parties, prepared=prepared
+        )
         return WriteResult(stored, created=True)
 
     def update_in(
@@ -442,7 +452,10 @@ class FhirService:
         *,
         if_match: int | None = None,
         root: str | None = None,
+        prepared: PreparedBody | None = None,
     ) -> WriteResult:
+        """Update inside ``ctx``'s transaction, or create when the id is new; ``prepared`` as
+        for ``create_in``."""
         resource_type = str(resource["resourceType"])
         old = resource_rows.current(
             ctx.reading([(resource_type, resource_id)]), resource_type, resource_id, for_update=True
@@ -459,7 +472,7 @@ class FhirService:
         if old is None or old.deleted or old.body is None:
             version_id = old.version_id + 1 if old else 1
             parties = self.tasks.check_create(ctx, resource) if resource_type == "Task" else None
-            self._check_references(ctx, resource, root=root)
+            self._check_references(ctx, resource, root=root, prepared=prepared)
             stored = self._store(
                 ctx,
                 resource,
@@ -467,6 +480,7 @@ class FhirService:
                 method="PUT",
                 is_new=old is None,
                 parties=parties,
+                prepared=prepared,
             )
             return WriteResult(stored, created=True)
         previous = orjson.loads(old.body)
@@ -476,7 +490,7 @@ class FhirService:
         parties = (
             self.tasks.check_update(ctx, previous, resource) if resource_type == "Task" else None
         )
-        self._check_references(ctx, resource, root=root, previous=previous)
+        self._check_references(ctx, resource, root=root, previous=previous, prepared=prepared)
         stored = self._store(
             ctx,
             resource,
@@ -485,6 +499,7 @@ class FhirService:
             is_new=False,
             parties=parties,
             previous=previous,
+            prepared=prepared,
         )
         return WriteResult(stored, created=False)
 
@@ -541,12 +556,16 @@ class FhirService:
         *,
         root: str | None,
         previous: dict[str, Any] | None = None,
+        prepared: PreparedBody | None = None,
     ) -> None:
         """Every local reference must name a stored resource. An update checks only the
         targets its previous version did not name: those were checked when written, and a
         resource cannot be deleted while others reference it (``delete_in``), save by the
         history types, whose own targets are therefore always checked."""
-        targets = local_targets(resource, local_base=self.fhir_base, root=root)
+        if prepared is not None:
+            targets = prepared.targets
+        else:
+            targets = local_targets(resource, local_base=self.fhir_base, root=root)
         if previous is not None and resource["resourceType"] not in _HISTORY_IGNORED:
             scan = scan_references(previous, local_base=self.fhir_base)  # never raises
             named_before = {(ref.resource_type, ref.id) for _, ref in scan.local}
@@ -568,6 +587,7 @@ class FhirService:
         is_new: bool = True,
         parties: TaskParties | None = None,
         previous: dict[str, Any] | None = None,
+        prepared: PreparedBody | None = None,
     ) -> StoredVersion:
         resource_type, resource_id = str(resource["resourceType"]), str(resource["id"])
         body = stored_body(resource, resource_id=resource_id, version_id=version_id, now=ctx.now)
@@ -580,7 +600,10 @@ class FhirService:
             body=body,
             created_by=ctx.actor.organization,
         )
-        entries = extract_index(resource, local_base=self.fhir_base)
+        if prepared is not None:
+            entries = prepared.entries
+        else:
+            entries = extract_index(resource, local_base=self.fhir_base)
         ctx.pending.replace_index(
             resource_type, resource_id, entries, is_new=is_new and version_id == 1
         )

@@ -26,11 +26,12 @@ from conformance.errors import (
 from conformance.fhir_time import format_instant
 from conformance.outcome import outcome_from_error
 from conformance.profiles import check_profile
-from conformance.references import is_valid_id, rewrite_references
+from conformance.references import is_valid_id, iter_reference_strings, rewrite_references
 from conformance.resource_types import RESOURCE_TYPES
 from conformance.resources import validate_structure
 from gateway.fhir import bundle_json
 from gateway.fhir.ids import new_resource_id
+from gateway.fhir.prepared_body import PreparedBody, prepare_body
 from gateway.fhir.service import (
     FhirService,
     WriteResult,
@@ -57,6 +58,10 @@ class BundleEntry:
     full_url: str | None
     if_none_exist: str | None
     if_match: int | None
+    profile_checked: bool = False
+    """Its resource passed the profile checks with its references as they are now."""
+    prepared: PreparedBody | None = None
+    """``prepare_body`` of its resource with its references as they are now."""
 
     @property
     def root(self) -> str:
@@ -92,6 +97,7 @@ class BundleProcessor:
             for entry in entries:  # structure first, outside the database transaction
                 if entry.resource is not None:
                     validate_structure(entry.resource, root=f"{entry.root}.resource")
+            self._prepare_transaction(entries)
 
         def write() -> dict[str, Any]:
             if kind == "transaction":
@@ -186,6 +192,37 @@ class BundleProcessor:
 
     # -- transaction -------------------------------------------------------------------------
 
+    def _prepare_transaction(self, entries: list[BundleEntry]) -> None:
+        """What needs no database, before the write queues: each POST gets an id, provisional
+        while a conditional create may yet match a stored resource instead; fullUrls become
+        those ids in every reference; and each resource that passes its profile checks and
+        has acceptable references has its index values ready. A failure here is only noted:
+        the write raises it in its usual order."""
+        mapping: dict[str, str] = {}
+        for entry in entries:
+            if entry.method == "POST" and entry.resource is not None:
+                entry.resource_id = new_resource_id()
+            if entry.full_url and entry.resource_id and entry.method in ("POST", "PUT"):
+                mapping[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+        for entry in entries:
+            if entry.resource is not None:
+                rewrite_references(entry.resource, mapping)
+                self._prepare_entry(entry)
+
+    def _prepare_entry(self, entry: BundleEntry) -> None:
+        assert entry.resource is not None
+        root = f"{entry.root}.resource"
+        try:
+            check_profile(entry.resource, root=root)
+        except GatewayError:
+            entry.profile_checked, entry.prepared = False, None
+            return
+        entry.profile_checked = True
+        body = {**entry.resource, "id": entry.resource_id} if entry.method == "POST" else None
+        entry.prepared = prepare_body(
+            body or entry.resource, local_base=self.service.fhir_base, root=root
+        )
+
     def _transaction(
         self, actor: AccessContext, entries: list[BundleEntry], representation: bool
     ) -> list[dict[str, Any]]:
@@ -193,7 +230,7 @@ class BundleProcessor:
         with self.service.writing(actor, defer_reference_checks=True) as ctx:
             matched = self._resolve_identities(ctx, entries)
             for entry in entries:
-                if entry.resource is not None:
+                if entry.resource is not None and not entry.profile_checked:
                     with _rooted(entry):
                         # structure was checked above; profiles need the rewritten references
                         check_profile(entry.resource, root=f"{entry.root}.resource")
@@ -206,27 +243,29 @@ class BundleProcessor:
     def _resolve_identities(
         self, ctx: WriteContext, entries: list[BundleEntry]
     ) -> dict[int, StoredVersion]:
-        """Give each POST its id (or its conditional match) and rewrite references to them."""
-        mapping: dict[str, str] = {}
+        """Look up each conditional create: one that matches takes the stored resource's id
+        instead of its provisional one, in every reference to it too."""
+        replaced: dict[str, str] = {}
         matched: dict[int, StoredVersion] = {}
         for entry in entries:
-            if entry.method == "POST" and entry.resource is not None:
-                found = None
-                if entry.if_none_exist:
-                    with _rooted(entry):
-                        found = self.service.conditional_match(
-                            ctx, entry.resource_type, entry.if_none_exist
-                        )
+            if entry.method == "POST" and entry.resource is not None and entry.if_none_exist:
+                with _rooted(entry):
+                    found = self.service.conditional_match(
+                        ctx, entry.resource_type, entry.if_none_exist
+                    )
                 if found is not None:
                     matched[entry.index] = found
+                    replaced[f"{entry.resource_type}/{entry.resource_id}"] = (
+                        f"{entry.resource_type}/{found.id}"
+                    )
                     entry.resource_id = found.id
-                else:
-                    entry.resource_id = new_resource_id()
-            if entry.full_url and entry.resource_id and entry.method in ("POST", "PUT"):
-                mapping[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
-        for entry in entries:
-            if entry.resource is not None:
-                rewrite_references(entry.resource, mapping)
+        if replaced:
+            for entry in entries:
+                if entry.resource is not None and any(
+                    text in replaced for _, text, _ in iter_reference_strings(entry.resource)
+                ):
+                    rewrite_references(entry.resource, replaced)
+                    entry.profile_checked, entry.prepared = False, None
         return matched
 
     def _run(
@@ -247,7 +286,11 @@ class BundleProcessor:
                     service.fhir_base,
                 )
             result = service.create_in(
-                ctx, entry.resource, resource_id=entry.resource_id, root=root
+                ctx,
+                entry.resource,
+                resource_id=entry.resource_id,
+                root=root,
+                prepared=entry.prepared,
             )
             return _write_response(result, representation, service.fhir_base)
         if entry.method == "PUT":
@@ -255,7 +298,12 @@ class BundleProcessor:
             assert entry.resource_id is not None
             check_body_matches_url(entry.resource, entry.resource_type, entry.resource_id)
             result = service.update_in(
-                ctx, entry.resource_id, entry.resource, if_match=entry.if_match, root=root
+                ctx,
+                entry.resource_id,
+                entry.resource,
+                if_match=entry.if_match,
+                root=root,
+                prepared=entry.prepared,
             )
             return _write_response(result, representation, service.fhir_base)
         if entry.method == "DELETE":

@@ -123,6 +123,34 @@ def test_transaction__if_none_exist_reuses_the_existing_patient(client: TestClie
     assert _count(client, "Task") == 2
 
 
+def test_transaction__entries_that_point_at_a_reused_patient__are_stored_and_indexed_with_its_id(
+    client: TestClient,
+) -> None:
+    # A POST's id is chosen before the write queues, provisionally: when its If-None-Exist
+    # matches, every reference to it, and every index row, must take the stored id instead.
+    seed_network(client)
+    first = client.post("/fhir", json=referral_transaction(), headers=as_org(HOSPITAL)).json()
+    second = client.post("/fhir", json=referral_transaction(), headers=as_org(HOSPITAL)).json()
+    patient_id = first["entry"][1]["response"]["location"].split("/")[1]
+    task_id = second["entry"][0]["response"]["location"].split("/")[1]
+    sr_id = second["entry"][2]["response"]["location"].split("/")[1]
+
+    task_read = client.get(f"/fhir/Task/{task_id}", headers=as_org(HOSPITAL)).json()
+    assert task_read["for"] == {"reference": f"Patient/{patient_id}"}
+    sr_read = client.get(f"/fhir/ServiceRequest/{sr_id}", headers=as_org(HOSPITAL)).json()
+    assert sr_read["subject"] == {"reference": f"Patient/{patient_id}"}
+    tasks = client.get(f"/fhir/Task?patient={patient_id}", headers=as_org(HOSPITAL)).json()
+    assert tasks["total"] == 2
+    requests = client.get(
+        f"/fhir/ServiceRequest?subject=Patient/{patient_id}", headers=as_org(HOSPITAL)
+    ).json()
+    assert {e["resource"]["id"] for e in requests["entry"]} >= {sr_id}
+    assert requests["total"] == 2
+    # the reused patient cannot be deleted while the new referral points at it
+    deleted = client.delete(f"/fhir/Patient/{patient_id}", headers=as_org(HOSPITAL))
+    assert deleted.status_code == 409, deleted.text
+
+
 def test_transaction__is_atomic_when_an_entry_breaks_a_rule(client: TestClient) -> None:
     seed_network(client)
     before = {t: _count(client, t) for t in ("Patient", "ServiceRequest", "Task", "Consent")}
