@@ -363,16 +363,20 @@ class SqliteCheckpointer:
         self._thread.join(timeout=5)
 
     def checkpoint(self, connection: sqlite3.Connection | None = None) -> None:
-        """One round: TRUNCATE if the WAL has grown too large, PASSIVE otherwise."""
+        """One round: PASSIVE, then TRUNCATE if the WAL has grown too large.
+
+        The PASSIVE pass copies the WAL into the database beside the writers; the TRUNCATE,
+        which holds their lock, then copies only what they wrote meanwhile. Alone it held
+        the lock 60-100 ms at a time under a referral load, for some 12 % of the locked time.
+        """
         own = connection is None
         connection = connection or self._connect()
         try:
             wal = Path(f"{self.database_path}-wal")
             with suppress(sqlite3.OperationalError):  # busy: the next round tries again
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 if wal.exists() and wal.stat().st_size > self.truncate_wal_bytes:
                     self._between_writers(connection, "PRAGMA wal_checkpoint(TRUNCATE)")
-                else:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             if own:
                 connection.close()

@@ -85,6 +85,31 @@ def test_a_truncation_waits_for_the_writer_of_another_process(
     assert notes(engine) == ROWS
 
 
+def test_the_wal_is_copied_back_before_the_truncation_waits_for_the_writers_turn(
+    database: tuple[Path, Engine],
+) -> None:
+    # the TRUNCATE holds every writer up: it should find little left to copy
+    path, engine = database
+    before = path.stat().st_size
+    other_process = os.open(f"{path}.writer-lock", os.O_RDWR)
+    fcntl.flock(other_process, fcntl.LOCK_EX)
+    done = threading.Event()
+    checkpointer = SqliteCheckpointer(str(path), truncate_wal_bytes=1024)
+    thread = threading.Thread(target=lambda: (checkpointer.checkpoint(), done.set()))
+    try:
+        thread.start()
+        assert not done.wait(0.5)
+        assert path.stat().st_size >= before + ROWS * ROW_BYTES  # copied during the other's turn
+        assert wal_bytes(path) > 1024  # but not truncated in it
+    finally:
+        fcntl.flock(other_process, fcntl.LOCK_UN)
+        os.close(other_process)
+    assert done.wait(30)
+    thread.join()
+    assert wal_bytes(path) == 0
+    assert notes(engine) == ROWS
+
+
 def test_a_reader_on_an_old_snapshot_delays_the_truncation_but_not_the_writers(
     database: tuple[Path, Engine],
 ) -> None:
