@@ -10,6 +10,7 @@ import calendar
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
 
 _DATE_RE = re.compile(
     r"^(?P<year>\d{4})(-(?P<month>\d{2})(-(?P<day>\d{2})"
@@ -95,7 +96,9 @@ def _offset(minutes: int) -> tzinfo:
     return timezone(timedelta(minutes=minutes))
 
 
+@lru_cache(maxsize=256)
 def format_instant(value: int) -> str:
-    """Render epoch microseconds as a FHIR instant in UTC with microseconds."""
+    """Render epoch microseconds as a FHIR instant in UTC with microseconds. Cached: a
+    write renders its one instant a dozen times (meta, response, Provenance, events)."""
     moment = from_epoch_us(value)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
