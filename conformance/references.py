@@ -6,7 +6,6 @@ its full URL. Gravity sends absolute references across servers (reference/gravit
 """
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -91,20 +90,53 @@ def reference_type(reference: dict[str, Any], *, local_base: str | None = None) 
     return declared if isinstance(declared, str) else None
 
 
-def iter_reference_strings(node: Any, path: str = "") -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Yield ``(fhirpath, reference string, Reference object)`` for every Reference in a tree."""
+_NOT_WALKED = frozenset({"reference", "contained"})
+
+
+def reference_strings(node: Any) -> list[str]:
+    """Every ``Reference.reference`` string in a tree, outside ``contained`` resources.
+
+    Lists are appended to rather than yielded: a resource is walked several times per write,
+    and generators nested as deep as the tree cost half as much again as the walk."""
+    found: list[str] = []
+    _collect_strings(node, found)
+    return found
+
+
+def _collect_strings(node: Any, found: list[str]) -> None:
     if isinstance(node, dict):
         value = node.get("reference")
         if isinstance(value, str):
-            yield f"{path}.reference", value, node
+            found.append(value)
         for key, child in node.items():
-            if key in ("reference", "contained"):
-                continue
+            if isinstance(child, (dict, list)) and key not in _NOT_WALKED:
+                _collect_strings(child, found)
+    elif isinstance(node, list):
+        for child in node:
             if isinstance(child, (dict, list)):
-                yield from iter_reference_strings(child, f"{path}.{key}")
+                _collect_strings(child, found)
+
+
+def reference_paths(node: Any, path: str) -> list[tuple[str, str]]:
+    """``(fhirpath, reference string)`` for every Reference in a tree, as ``reference_strings``
+    finds them, each path starting at ``path``."""
+    found: list[tuple[str, str]] = []
+    _collect_paths(node, path, found)
+    return found
+
+
+def _collect_paths(node: Any, path: str, found: list[tuple[str, str]]) -> None:
+    if isinstance(node, dict):
+        value = node.get("reference")
+        if isinstance(value, str):
+            found.append((f"{path}.reference", value))
+        for key, child in node.items():
+            if isinstance(child, (dict, list)) and key not in _NOT_WALKED:
+                _collect_paths(child, f"{path}.{key}", found)
     elif isinstance(node, list):
         for index, child in enumerate(node):
-            yield from iter_reference_strings(child, f"{path}[{index}]")
+            if isinstance(child, (dict, list)):
+                _collect_paths(child, f"{path}[{index}]", found)
 
 
 def rewrite_references(node: Any, mapping: dict[str, str]) -> Any:
@@ -137,7 +169,7 @@ class ReferenceScan:
 def scan_references(resource: dict[str, Any], *, local_base: str | None) -> ReferenceScan:
     root = str(resource.get("resourceType", "Resource"))
     scan = ReferenceScan(local=[], placeholders=[], malformed=[])
-    for path, value, _ in iter_reference_strings(resource, root):
+    for path, value in reference_paths(resource, root):
         if value.startswith("#"):
             continue
         if value.startswith(("urn:uuid:", "urn:oid:")):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.fhir_time import MAX_US, MIN_US, InvalidDate, date_range
-from conformance.references import iter_reference_strings, parse_reference
+from conformance.references import parse_reference, reference_strings
 from conformance.search_parameters import SearchParameter, indexed_parameters
 
 ANY_REFERENCE = "_reference"
@@ -93,7 +93,7 @@ def extract_index(resource: dict[str, Any], *, local_base: str | None) -> IndexE
             for value in values_at(resource, path):
                 _add(entries, param, value, local_base)
     indexed = {(r.target_type, r.target_id) for r in entries.references if not r.target_base}
-    for _, text, _ in iter_reference_strings(resource):
+    for text in reference_strings(resource):
         parsed = parse_reference(text, local_base=local_base)
         if (
             parsed is not None

@@ -26,7 +26,7 @@ from conformance.errors import (
 from conformance.fhir_time import format_instant
 from conformance.outcome import outcome_from_error
 from conformance.profiles import check_profile
-from conformance.references import is_valid_id, iter_reference_strings, rewrite_references
+from conformance.references import is_valid_id, reference_strings, rewrite_references
 from conformance.resource_types import RESOURCE_TYPES
 from conformance.resources import validate_structure
 from gateway.fhir import bundle_json
@@ -262,7 +262,7 @@ class BundleProcessor:
         if replaced:
             for entry in entries:
                 if entry.resource is not None and any(
-                    text in replaced for _, text, _ in iter_reference_strings(entry.resource)
+                    text in replaced for text in reference_strings(entry.resource)
                 ):
                     rewrite_references(entry.resource, replaced)
                     entry.profile_checked, entry.prepared = False, None
