@@ -208,8 +208,10 @@ def create_app(
     async def access(request: Request) -> AccessContext:
         return await smart.authenticate(request, audience=settings.fhir_base)
 
-    # SMART first: /fhir/.well-known/smart-configuration would match /fhir/{type}/{id}
-    app.include_router(smart.router)
+    # Routes are matched in order, and the FHIR requests are the many: only the routes that
+    # /fhir/{type}/{id} would take go before them. SMART's discovery document first:
+    # /fhir/.well-known/smart-configuration would match /fhir/{type}/{id}
+    app.include_router(smart.discovery_router)
     # before the FHIR routes: /fhir/Subscription/$status would match /fhir/{type}/{id}
     app.include_router(
         subscription_router(
@@ -221,6 +223,7 @@ def create_app(
             service, capability=capability, access=access, max_body_bytes=settings.max_body_bytes
         )
     )
+    app.include_router(smart.router)  # nothing under /fhir
 
     app.include_router(
         email_action_router(

@@ -46,6 +46,18 @@ STYLE = {
 Grant = Callable[[AuthenticatedClient, dict[str, str]], Awaitable[dict[str, Any]]]
 
 
+def discovery_router(settings: SmartSettings) -> APIRouter:
+    """The one SMART route under the FHIR base: ``/fhir/.well-known/smart-configuration``
+    (https://hl7.org/fhir/smart-app-launch/conformance.html#using-well-known)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/fhir/.well-known/smart-configuration")
+    async def smart_configuration_document() -> Response:
+        return JSONResponse(smart_configuration(settings), headers=PUBLIC_DOCUMENT)
+
+    return router
+
+
 def machine_router(
     *,
     settings: SmartSettings,
@@ -68,10 +80,6 @@ def machine_router(
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
         return response
-
-    @router.get("/fhir/.well-known/smart-configuration")
-    async def smart_configuration_document() -> Response:
-        return JSONResponse(smart_configuration(settings), headers=PUBLIC_DOCUMENT)
 
     @router.get("/.well-known/openid-configuration")
     async def openid_configuration_document() -> Response:

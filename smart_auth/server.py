@@ -18,7 +18,7 @@ from smart_auth.introspection import TokenInspector
 from smart_auth.patients import PatientDirectory
 from smart_auth.provisioning import apply
 from smart_auth.purge import Purger
-from smart_auth.routes import machine_router
+from smart_auth.routes import discovery_router, machine_router
 from smart_auth.sessions import Sessions
 from smart_auth.settings import SmartSettings
 from smart_auth.signing_keys import ensure_signing_key
@@ -27,10 +27,11 @@ from smart_auth.signing_keys import ensure_signing_key
 class SmartAuth:
     """Loopgate's SMART on FHIR authorization server.
 
-    ``router`` serves discovery (``/fhir/.well-known/smart-configuration``), the JWKS, and
-    ``/auth/{authorize,consent,token,introspect,revoke,login,logout}`` plus the EHR launch
-    ``/app/launch/{client_id}``; include it before the FHIR routes, whose ``/fhir/{type}/{id}``
-    would otherwise match the discovery path.
+    ``discovery_router`` serves ``/fhir/.well-known/smart-configuration``: include it before
+    the FHIR routes, whose ``/fhir/{type}/{id}`` would otherwise match it. ``router`` serves
+    the OpenID configuration, the JWKS, ``/auth/{authorize,consent,token,introspect,revoke,
+    login,logout}`` and the EHR launch ``/app/launch/{client_id}``, none under ``/fhir``:
+    include it after them, so that FHIR requests are not matched against its routes first.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class SmartAuth:
             engine=engine, token_url=settings.token_url, jwks=ClientJwksCache(http)
         )
         purger = Purger(engine=engine, refresh_token_ttl=settings.refresh_token_ttl)
+        self.discovery_router = discovery_router(settings)
         self.router = APIRouter()
         self.router.include_router(
             machine_router(

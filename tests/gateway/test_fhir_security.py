@@ -1,5 +1,7 @@
 """Every /fhir interaction checked against the bearer token: 401, 403 and 404 as issue 3 decides."""
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
@@ -179,3 +181,30 @@ def test_metadata__stays_open_and_names_the_smart_endpoints(client: TestClient) 
     assert uris["authorize"] == f"{BASE_URL}/auth/authorize"
     discovery = client.get("/fhir/.well-known/smart-configuration").json()
     assert discovery["token_endpoint"] == uris["token"]
+
+
+def test_smart_routes_after_the_fhir_routes__all_lie_outside_the_fhir_base(
+    client: TestClient,
+) -> None:
+    # The FHIR routes are matched before SMART's (most requests are FHIR requests), so a
+    # SMART route under /fhir would be taken by /fhir/{type}/{id}: only discovery may be
+    # there, and it is included before them.
+    smart = client.app.state.smart  # type: ignore[attr-defined]
+    paths = _route_paths(smart.router)
+    assert "/auth/token" in paths
+    assert [path for path in paths if path.startswith("/fhir")] == []
+    discovery = client.get("/fhir/.well-known/smart-configuration")
+    assert discovery.status_code == 200
+    assert discovery.json()["token_endpoint"] == f"{BASE_URL}/auth/token"
+
+
+def _route_paths(router: Any) -> list[str]:
+    """The path of every route in ``router``, through the routers it includes."""
+    paths = []
+    for route in router.routes:
+        included = getattr(route, "original_router", None)  # FastAPI's include_router wrapper
+        if included is not None:
+            paths.extend(_route_paths(included))
+        else:
+            paths.append(route.path)
+    return paths

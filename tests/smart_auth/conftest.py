@@ -181,6 +181,7 @@ def build_app(
     smart = SmartAuth(settings=settings, engine=engine, http=http, patients=patients)
     smart.ensure_keys()
     app = FastAPI()
+    app.include_router(smart.discovery_router)
     app.include_router(smart.router)
 
     @app.exception_handler(GatewayError)
