@@ -5,8 +5,9 @@ rows so that searches are plain indexed SQL. Spec: http://hl7.org/fhir/R4/search
 """
 
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from conformance.fhir_time import MAX_US, MIN_US, InvalidDate, date_range
@@ -73,38 +74,58 @@ def normalise_string(text: str) -> str:
     return " ".join(stripped.casefold().split())[:STRING_INDEX_LENGTH]
 
 
-def values_at(node: Any, path: str) -> Iterator[Any]:
+def values_at(node: Any, path: str) -> list[Any]:
     """Every value reached by a dotted JSON path, stepping through arrays."""
     current: list[Any] = [node]
-    for step in path.split("."):
+    for step in _steps(path):
         following: list[Any] = []
         for item in current:
             if isinstance(item, dict) and step in item:
                 value = item[step]
-                following.extend(value if isinstance(value, list) else [value])
+                if isinstance(value, list):
+                    following.extend(value)
+                else:
+                    following.append(value)
         current = following
-    yield from current
+    return current
 
 
-def extract_index(resource: dict[str, Any], *, local_base: str | None) -> IndexEntries:
+@lru_cache(maxsize=1024)
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+def extract_index(
+    resource: dict[str, Any],
+    *,
+    local_base: str | None,
+    local_references: Iterable[tuple[str, str]] | None = None,
+) -> IndexEntries:
+    """``resource``'s index values. ``local_references``: the (type, id) of every local
+    reference in it, in document order, when the caller has them already (a write's
+    reference check finds the same); otherwise they are looked for here."""
     entries = IndexEntries()
     for param in indexed_parameters(str(resource.get("resourceType"))):
         for path in param.paths:
             for value in values_at(resource, path):
                 _add(entries, param, value, local_base)
+    if local_references is None:
+        local_references = _local_references(resource, local_base)
     indexed = {(r.target_type, r.target_id) for r in entries.references if not r.target_base}
+    for key in local_references:
+        if key not in indexed:
+            indexed.add(key)
+            entries.references.append(ReferenceValue(ANY_REFERENCE, key[0], key[1], ""))
+    return entries
+
+
+def _local_references(resource: dict[str, Any], local_base: str | None) -> list[tuple[str, str]]:
+    keys = []
     for text in reference_strings(resource):
         parsed = parse_reference(text, local_base=local_base)
-        if (
-            parsed is not None
-            and parsed.is_local
-            and (parsed.resource_type, parsed.id) not in indexed
-        ):
-            indexed.add((parsed.resource_type, parsed.id))
-            entries.references.append(
-                ReferenceValue(ANY_REFERENCE, parsed.resource_type, parsed.id, "")
-            )
-    return entries
+        if parsed is not None and parsed.is_local:
+            keys.append((parsed.resource_type, parsed.id))
+    return keys
 
 
 def local_target(entries: IndexEntries, param: str) -> str | None:

@@ -31,4 +31,6 @@ def prepare_body(
         targets = local_targets(resource, local_base=local_base, root=root)
     except GatewayError:
         return None
-    return PreparedBody(extract_index(resource, local_base=local_base), targets)
+    local_references = [key for _, key in targets]  # the walk extract_index would repeat
+    entries = extract_index(resource, local_base=local_base, local_references=local_references)
+    return PreparedBody(entries, targets)
