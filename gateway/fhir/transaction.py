@@ -210,18 +210,18 @@ class BundleProcessor:
                 self._prepare_entry(entry)
 
     def _prepare_entry(self, entry: BundleEntry) -> None:
-        assert entry.resource is not None
+        """Profile checks and ``prepare_body`` for one entry; a profile failure is left for
+        the write to raise (``profile_checked`` stays False, ``prepared`` None)."""
+        resource = entry.resource
+        assert resource is not None
         root = f"{entry.root}.resource"
         try:
-            check_profile(entry.resource, root=root)
+            check_profile(resource, root=root)
         except GatewayError:
-            entry.profile_checked, entry.prepared = False, None
             return
         entry.profile_checked = True
-        body = {**entry.resource, "id": entry.resource_id} if entry.method == "POST" else None
-        entry.prepared = prepare_body(
-            body or entry.resource, local_base=self.service.fhir_base, root=root
-        )
+        stored = {**resource, "id": entry.resource_id} if entry.method == "POST" else resource
+        entry.prepared = prepare_body(stored, local_base=self.service.fhir_base, root=root)
 
     def _transaction(
         self, actor: AccessContext, entries: list[BundleEntry], representation: bool
