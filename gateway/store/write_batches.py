@@ -5,8 +5,9 @@ SQLite takes one writer at a time, and a commit writes every page the transactio
 the WAL, about 25 for a referral: committing ten referrals at once writes the shared pages
 (index leaves, table tails) once instead of ten times, and takes the writer lock once. A
 write's work that needs no database (structure, profile and access checks, index values,
-``gateway/fhir/prepared_body.py``) runs before it queues, so it stays outside the lock. Each write still succeeds or fails on its own: a failing one rolls
-back to its savepoint and the others commit. Nobody hears "done" before the commit.
+``gateway/fhir/prepared_body.py``) runs before it queues, so it stays outside the lock.
+Each write still succeeds or fails on its own: a failing one rolls back to its savepoint and
+the others commit. Nobody hears "done" before the commit.
 PostgreSQL writes run at once, each in its own transaction, as before.
 """
 
