@@ -39,6 +39,11 @@ class StatusMoves:
         error: str | None = None,
     ) -> bool:
         with self.service.writing(SERVER) as ctx:
+            # the resource's row first, then the subscription's: the order a client's write of
+            # the Subscription locks them in, so the two never deadlock
+            current = resource_rows.current(
+                ctx.connection, "Subscription", subscription_id, for_update=True
+            )
             moved = records.move_status(
                 ctx.connection,
                 subscription_id,
@@ -49,9 +54,6 @@ class StatusMoves:
             )
             if not moved:
                 return False
-            current = resource_rows.current(
-                ctx.connection, "Subscription", subscription_id, for_update=True
-            )
             if current is None or current.deleted or current.body is None:
                 return True
             body = orjson.loads(current.body)

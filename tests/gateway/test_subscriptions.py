@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from conformance.access import AccessContext
 from gateway.app import create_app
@@ -24,6 +24,7 @@ from gateway.fhir.write_context import now_us
 from gateway.outbox import enqueue
 from gateway.settings import Settings
 from gateway.store.engine import make_engine, write_transaction
+from gateway.subscriptions import StatusMoves, records
 from gateway.subscriptions.tables import subscription_event_table
 from tests import builders
 from tests.adapters.smtp_server import running_mail_server
@@ -750,6 +751,68 @@ def test_a_subscription_changed_by_another_process_counts_from_the_next_write(
         write("task-5")
     assert events_of(engine, added) == ["task-2", "task-4"]
     assert events_of(engine, kept) == ["task-1", "task-2", "task-3", "task-4", "task-4", "task-5"]
+
+
+def test_a_client_rewriting_its_subscription_while_loopgate_moves_its_status_never_deadlocks(
+    settings: Settings, engine: Engine
+) -> None:
+    """A client's new version of a Subscription and Loopgate's status move after a failed
+    delivery lock the resource's row and the subscription's row in one order: the move waits
+    for the client's write, then applies on top of it, and neither fails."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writers take the whole database; row lock order is PostgreSQL's")
+    app: Any = create_app(settings.model_copy(update={"outbox_worker": False}), engine=engine)
+    service = app.state.fhir
+    hospital = AccessContext(organization=HOSPITAL, client_id="test-client")
+    service.update(hospital, "Subscription", "sub-1", {**subscription(loopback()), "id": "sub-1"})
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_client_write(_: object, written: list[Any]) -> None:
+        """Pause between writing the Subscription's rows and updating its subscription row."""
+        if any(stored.resource_type == "Subscription" for stored in written):
+            holding.set()
+            release.wait(30)
+
+    service.write_listeners.insert(0, hold_the_client_write)
+    narrowed = {**subscription(loopback(), filters=(f"Task?owner={CBO}",)), "id": "sub-1"}
+    with ThreadPoolExecutor(2) as pool:
+        client_write = pool.submit(service.update, hospital, "Subscription", "sub-1", narrowed)
+        assert holding.wait(30)
+        server_move = pool.submit(
+            StatusMoves(service).move,
+            "sub-1",
+            "error",
+            from_statuses=("requested", "active"),
+            error="connection refused",
+        )
+        _wait_for_a_lock_waiter(engine)
+        release.set()
+        client_write.result(timeout=60)
+        assert server_move.result(timeout=60)
+    with engine.connect() as connection:
+        record = records.get_subscription(connection, "sub-1")
+    assert record is not None
+    assert (record.status, record.filters) == ("error", (("owner", CBO),))
+    current = service.read(hospital, "Subscription", "sub-1")
+    assert current.version_id == 3
+    body = orjson.loads(current.body)
+    assert (body["status"], body["error"]) == ("error", "connection refused")
+    assert body["_criteria"] == narrowed["_criteria"]
+
+
+def _wait_for_a_lock_waiter(engine: Engine) -> None:
+    """Until some session of the test database waits for a lock (30 s at most)."""
+    deadline = time.monotonic() + 30
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            if connection.execute(query).scalar_one():
+                return
+        time.sleep(0.01)
+    raise AssertionError("no session waited for a lock")
 
 
 def test_a_subscription_rolled_back_with_its_write_never_counts_events(
