@@ -351,15 +351,25 @@ def move_status(
 def due_heartbeats(connection: Connection, *, now: int) -> list[tuple[str, int]]:
     """Claim the heartbeats due now (active rest-hook subscriptions with a period, silent for
     that long): reschedule each and return (id, events so far). A row another process claimed
-    first no longer matches, so each heartbeat is claimed once."""
-    rows = connection.execute(
-        update(subscription_table)
+    first no longer matches, so each heartbeat is claimed once.
+
+    On PostgreSQL the rows are locked in id order, skipping any a writer holds: that writer is
+    counting an event, which postpones the heartbeat anyway, and waiting for it while holding
+    other rows could deadlock with a writer counting events on several."""
+    claimable = (
+        select(S.id)
         .where(
             S.status == "active",
             S.heartbeat_s > 0,
             S.channel == "rest-hook",
             S.next_heartbeat_at <= now,
         )
+        .order_by(S.id)
+        .with_for_update(skip_locked=True)
+    )
+    rows = connection.execute(
+        update(subscription_table)
+        .where(S.id.in_(claimable))
         .values(next_heartbeat_at=_one_period_after(now))
         .returning(S.id, S.events_since_start)
     )

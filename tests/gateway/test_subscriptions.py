@@ -24,6 +24,7 @@ from gateway.fhir.write_context import now_us
 from gateway.outbox import enqueue
 from gateway.settings import Settings
 from gateway.store.engine import make_engine, write_transaction
+from gateway.store.tables import outbox_table
 from gateway.subscriptions import StatusMoves, records
 from gateway.subscriptions.tables import subscription_event_table
 from tests import builders
@@ -785,7 +786,7 @@ def test_a_client_rewriting_its_subscription_while_loopgate_moves_its_status_nev
             from_statuses=("requested", "active"),
             error="connection refused",
         )
-        _wait_for_a_lock_waiter(engine)
+        wait_for(lambda: _a_session_waits_for_a_lock(engine))
         release.set()
         client_write.result(timeout=60)
         assert server_move.result(timeout=60)
@@ -800,19 +801,52 @@ def test_a_client_rewriting_its_subscription_while_loopgate_moves_its_status_nev
     assert body["_criteria"] == narrowed["_criteria"]
 
 
-def _wait_for_a_lock_waiter(engine: Engine) -> None:
-    """Until some session of the test database waits for a lock (30 s at most)."""
-    deadline = time.monotonic() + 30
+def test_the_heartbeat_scan_passes_over_a_subscription_a_writer_holds(
+    settings: Settings, engine: Engine
+) -> None:
+    """While a write counting an event holds one subscription's row, the scan queues the other
+    due heartbeats without waiting for it (waiting while holding them could deadlock with a
+    writer counting events on several); the next scan claims the held one if still due."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writers take the whole database; row locks are PostgreSQL's")
+    app: Any = create_app(settings.model_copy(update={"outbox_worker": False}), engine=engine)
+    service = app.state.fhir
+    hospital = AccessContext(organization=HOSPITAL, client_id="test-client")
+    for sub_id in ("sub-1", "sub-2"):
+        body = {**subscription(loopback(), heartbeat_s=60), "id": sub_id}
+        service.update(hospital, "Subscription", sub_id, body)
+        assert StatusMoves(service).move(sub_id, "active", from_statuses=("requested",))
+    later = now_us() + 61_000_000
+    with ThreadPoolExecutor(1) as pool, write_transaction(engine) as writer:
+        assert records.next_event_numbers(writer, ["sub-1"], now=now_us()) == {"sub-1": 1}
+        scan = pool.submit(app.state.heartbeats.scan, now=later)
+        wait_for(lambda: scan.done() or _a_session_waits_for_a_lock(engine))
+        assert scan.done(), "the scan waited for the writer's row"
+        assert scan.result() == 1
+    assert app.state.heartbeats.scan(now=later) == 1  # sub-1, postponed by 60 s only
+    assert app.state.heartbeats.scan(now=later) == 0
+    with engine.connect() as connection:
+        queued = [
+            (row.destination, orjson.loads(row.payload)["type"])
+            for row in connection.execute(
+                select(outbox_table).where(outbox_table.c.kind == "subscription")
+            )
+        ]
+    assert sorted(queued) == [
+        ("sub-1", "handshake"),
+        ("sub-1", "heartbeat"),
+        ("sub-2", "handshake"),
+        ("sub-2", "heartbeat"),
+    ]
+
+
+def _a_session_waits_for_a_lock(engine: Engine) -> bool:
     query = text(
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            if connection.execute(query).scalar_one():
-                return
-        time.sleep(0.01)
-    raise AssertionError("no session waited for a lock")
+    with engine.connect() as connection:
+        return bool(connection.execute(query).scalar_one())
 
 
 def test_a_subscription_rolled_back_with_its_write_never_counts_events(
