@@ -43,7 +43,7 @@ from gateway.fhir.reference_integrity import local_targets, verify_targets_exist
 from gateway.fhir.stored_body import content_of, stored_body
 from gateway.fhir.task_workflow import TaskWorkflow
 from gateway.fhir.write_context import TaskWrite, WriteContext
-from gateway.store import resource_rows, search_query
+from gateway.store import prebuilt_searches, resource_rows, search_query
 from gateway.store.engine import is_sqlite, read_transaction, when_committed, write_transaction
 from gateway.store.resource_rows import StoredVersion
 from gateway.store.write_batches import WriteBatcher
@@ -182,15 +182,17 @@ class FhirService:
         access = implied_visibility(self.access(actor, request.resource_type, "s"), request)
         total = None
         if request.summary_count:
-            count = search_query.count_matches(connection, request, access)
+            count = prebuilt_searches.count_matches(connection, request, access)
             return SearchResult(request, [], [], count)
-        matches = search_query.find_matches(connection, request, access) if request.count else []
+        matches = (
+            prebuilt_searches.find_matches(connection, request, access) if request.count else []
+        )
         if request.total != "none":
             first_page_complete = request.offset == 0 and len(matches) < request.count
             total = (
                 len(matches)
                 if first_page_complete
-                else search_query.count_matches(connection, request, access)
+                else prebuilt_searches.count_matches(connection, request, access)
             )
         included = self._included(connection, actor, request, matches)
         return SearchResult(request, matches, included, total)
@@ -413,11 +415,7 @@ class FhirService:
             digest = hashlib.sha256(f"{resource_type}?{query}".encode()).digest()
             key = int.from_bytes(digest[:8], "big", signed=True)
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-        token = search_query.one_token_request(request)
-        if token is not None:
-            matches = search_query.find_by_token(connection, request, token)
-        else:
-            matches = search_query.find_matches(connection, request)
+        matches = prebuilt_searches.find_matches(connection, request)
         if len(matches) > 1:
             raise MultipleMatches("If-None-Exist matches more than one resource")
         return matches[0] if matches else None

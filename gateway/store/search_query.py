@@ -150,9 +150,16 @@ def _driven_by_the_resource_table(criteria: Sequence[Criterion]) -> bool:
 def count_matches(
     connection: Connection, request: SearchRequest, access: AccessFilter | None = None
 ) -> int:
+    query, params = count_query(request, access)
+    return int(connection.execute(query, params).scalar_one())
+
+
+def count_query(
+    request: SearchRequest, access: AccessFilter | None
+) -> tuple[Select[int], dict[str, Any]]:
+    """``count_matches``'s statement, and the parameters (beyond its own values) it runs with."""
     plan = _plan(request, access)
-    query = select(func.count()).select_from(plan.source).where(plan.where)
-    return int(connection.execute(query, plan.params).scalar_one())
+    return select(func.count()).select_from(plan.source).where(plan.where), plan.params
 
 
 def visible_ids(connection: Connection, access: AccessFilter, ids: Iterable[str]) -> set[str]:
@@ -182,7 +189,7 @@ def _visible_to_organization(resource_type: str) -> Select[tuple[str]]:
 _ONE_ID = "one_id"
 # SQLAlchemy's own dialects for these two databases, placeholders written as ``?`` (what
 # ``driver.Statement`` takes)
-_QMARK_DIALECTS = {
+QMARK_DIALECTS = {
     "sqlite": sqlite.dialect(),
     "postgresql": postgresql.psycopg.dialect(paramstyle="qmark"),  # type: ignore[no-untyped-call]
 }
@@ -211,7 +218,7 @@ def _visible_one_statement(
         R.id == bindparam(_ONE_ID, type_=String),
         _organization_visibility(resource_type),
     )
-    compiled = query.compile(dialect=_QMARK_DIALECTS[dialect_name])
+    compiled = query.compile(dialect=QMARK_DIALECTS[dialect_name])
     return Statement(str(compiled)), tuple(compiled.positiontup or ()), dict(compiled.params)
 
 
@@ -230,15 +237,22 @@ def find_matches(
     The page's keys are chosen first and only their bodies are read: a search matching
     hundreds of resources no longer fetches every body to sort them.
     """
+    query, params = page_query(request, access, sqlite=is_sqlite(connection))
+    return [StoredVersion(*row) for row in connection.execute(query, params)]
+
+
+def page_query(
+    request: SearchRequest, access: AccessFilter | None, *, sqlite: bool
+) -> tuple[Select[Any], dict[str, Any]]:
+    """``find_matches``'s statement for a SQLite or PostgreSQL database, and the parameters
+    (beyond its own values) it runs with. Its rows are ``StoredVersion``'s fields in order."""
     plan = _plan(request, access)
     # SQLite without statistics (a new database, until ``PRAGMA optimize`` has run) would walk
     # every resource of the type in ``last_updated`` order, probing each, to skip a sort: a
     # conditional create on one identifier got slower with every Patient stored. When the
     # criteria's index rows drive the search, order by an expression no index provides, so
     # the plan starts from those rows (PostgreSQL keeps its statistics and its own choice).
-    start_from_criteria = (
-        is_sqlite(connection) and bool(request.criteria) and not plan.resource_driven
-    )
+    start_from_criteria = sqlite and bool(request.criteria) and not plan.resource_driven
     order = _order(request, indexed_time=not start_from_criteria, inbox=plan.inbox)
     sort_columns = [key.column.label(f"sort_{n}") for n, key in enumerate(order)]
     page = (
@@ -255,7 +269,7 @@ def find_matches(
         .select_from(page.join(version_table, _PAGE_VERSION))
         .order_by(*(key.applied(_page_column(f"sort_{n}")) for n, key in enumerate(order)))
     )
-    return [StoredVersion(*row) for row in connection.execute(query, plan.params)]
+    return query, plan.params
 
 
 # The page subquery's columns by name: ``page.c`` built SQLAlchemy's column collection for the
@@ -285,54 +299,6 @@ _PAGE_VERSION = and_(
     V.id == _page_column("id"),
     V.version_id == _page_column("version_id"),
 )
-
-
-_BY_ONE_TOKEN = Statement(
-    "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, v.body "
-    "FROM resource AS r JOIN resource_version AS v "
-    "ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id "
-    "WHERE r.resource_type = ? AND r.deleted = ? AND r.id IN ("
-    "SELECT resource_id FROM search_token "
-    "WHERE resource_type = ? AND param = ? AND code = ? AND system = ?) "
-    # `+ 0`: order by an expression no index supplies, so SQLite starts from the token rows
-    "ORDER BY r.last_updated + 0, r.id LIMIT ?"
-)
-
-
-def one_token_request(request: SearchRequest) -> TokenQuery | None:
-    """The value when ``request`` is exactly one ``system|code`` token criterion, the shape of
-    nearly every conditional create (``identifier=…``); None otherwise."""
-    if len(request.criteria) != 1 or request.sort:
-        return None
-    criterion = request.criteria[0]
-    value = criterion.values[0] if len(criterion.values) == 1 else None
-    if criterion.parameter.type != "token" or criterion.modifier is not None:
-        return None
-    if not isinstance(value, TokenQuery) or value.system is None or value.code is None:
-        return None
-    return value
-
-
-def find_by_token(
-    connection: Connection, request: SearchRequest, value: TokenQuery
-) -> list[StoredVersion]:
-    """``find_matches`` for a ``one_token_request`` without an access filter, through one
-    prebuilt statement: building the general query cost more than running it."""
-    resource_type = request.resource_type
-    rows = driver.rows(
-        connection,
-        _BY_ONE_TOKEN,
-        (
-            resource_type,
-            False,
-            resource_type,
-            request.criteria[0].parameter.code,
-            (value.code or "")[:TOKEN_INDEX_LENGTH],
-            (value.system or "")[:TOKEN_INDEX_LENGTH],
-            request.count,
-        ),
-    )
-    return [StoredVersion(t, i, v, u, bool(d), b) for t, i, v, u, d, b in rows]
 
 
 def included_keys(

@@ -148,19 +148,26 @@ def check_cases(
 
 @contextmanager
 def selects_naming(engine: Engine, table: str) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs naming ``table`` that SQLAlchemy sends while the block runs, with their
-    parameters."""
+    """The SELECTs naming ``table`` that reach SQLite while the block runs, values written
+    in: SQLite's own trace, so statements sent straight to the driver are seen too."""
     found: list[tuple[str, Any]] = []
+    traced: list[Any] = []
 
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    def capture(statement: str) -> None:
         if statement.lstrip().startswith("SELECT") and table in statement:
-            found.append((statement, parameters))
+            found.append((statement, ()))
 
-    event.listen(engine, "before_cursor_execute", capture)
+    def trace(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_trace_callback(capture)
+        traced.append(dbapi_connection)
+
+    event.listen(engine, "checkout", trace)
     try:
         yield found
     finally:
-        event.remove(engine, "before_cursor_execute", capture)
+        event.remove(engine, "checkout", trace)
+        for dbapi_connection in traced:
+            dbapi_connection.set_trace_callback(None)
 
 
 def sqlite_plans(engine: Engine, statements: list[tuple[str, Any]]) -> list[str]:
