@@ -85,6 +85,7 @@ _BUMP_MANY = Statement(  # PostgreSQL only (``_bump``)
     "ON CONFLICT (organization) DO UPDATE "
     "SET last_seq = referral_event_sequence.last_seq + excluded.last_seq "
     "RETURNING organization, last_seq",
+    binary=True,
 )
 """``_BUMP`` for several organizations, their rows locked in the order given."""
 _EVENT_COLUMNS = (

@@ -2,7 +2,8 @@
 
 SQLite runs the one-row form once per row in a single ``executemany`` (a loop in C).
 PostgreSQL gets one statement over ``unnest`` of one array per column, so N rows cost one
-parse and one round trip instead of N of each.
+parse and one round trip instead of N of each; the arrays go in binary form, which spares
+escaping every quote of every JSON body.
 """
 
 from collections.abc import Sequence
@@ -40,7 +41,10 @@ def insert_rows(table: Table, columns: Sequence[str] | None = None) -> BulkState
     listed = ", ".join(names)
     return BulkStatement(
         Statement(f"INSERT INTO {table.name} ({listed}) VALUES ({', '.join('?' * len(names))})"),
-        Statement(f"INSERT INTO {table.name} ({listed}) SELECT * FROM {_unnest(table, names)}"),
+        Statement(
+            f"INSERT INTO {table.name} ({listed}) SELECT * FROM {_unnest(table, names)}",
+            binary=True,
+        ),
     )
 
 
@@ -50,7 +54,9 @@ def delete_where(table: Table, keys: Sequence[str]) -> BulkStatement:
     joined = " AND ".join(f"{table.name}.{name} = k.{name}" for name in keys)
     return BulkStatement(
         Statement(f"DELETE FROM {table.name} WHERE {match}"),
-        Statement(f"DELETE FROM {table.name} USING {_unnest(table, keys)} WHERE {joined}"),
+        Statement(
+            f"DELETE FROM {table.name} USING {_unnest(table, keys)} WHERE {joined}", binary=True
+        ),
     )
 
 
@@ -64,7 +70,10 @@ def update_where(table: Table, keys: Sequence[str], values: Sequence[str]) -> Bu
     names = [*values, *keys]
     return BulkStatement(
         Statement(f"UPDATE {table.name} SET {assignments} WHERE {match}"),
-        Statement(f"UPDATE {table.name} SET {from_k} FROM {_unnest(table, names)} WHERE {joined}"),
+        Statement(
+            f"UPDATE {table.name} SET {from_k} FROM {_unnest(table, names)} WHERE {joined}",
+            binary=True,
+        ),
     )
 
 

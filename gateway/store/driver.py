@@ -5,8 +5,9 @@ every request runs. SQLAlchemy's execution layer adds about 35–40 µs to each 
 
 They run in the connection's own transaction and fail with SQLAlchemy's exception types
 (``IntegrityError`` and the rest), parameters hidden, so callers handle them as before. On
-PostgreSQL they are prepared on first use: their text never varies, unlike the searches,
-which stay unprepared (``engine.py``).
+PostgreSQL they are prepared on first use: their text never varies (the prebuilt searches'
+text is one per shape), unlike the searches built for each request, which stay unprepared
+(``engine.py``).
 """
 
 from collections.abc import Iterable, Sequence
@@ -20,15 +21,19 @@ Row = tuple[Any, ...]
 
 class Statement:
     """One statement's text, written with ``?`` placeholders, and its PostgreSQL spelling
-    (psycopg's ``%s``) when that differs by more than the placeholders."""
+    (psycopg's ``%s``) when that differs by more than the placeholders.
+
+    ``binary``: PostgreSQL gets the parameters in binary form (psycopg's ``%b``). For arrays
+    that saves escaping each element: a referral's five JSON bodies as one ``text[]`` took
+    355 µs of CPU to send as text and 40 µs in binary."""
 
     __slots__ = ("postgresql", "sqlite")
 
-    def __init__(self, sqlite: str, postgresql: str | None = None) -> None:
+    def __init__(self, sqlite: str, postgresql: str | None = None, *, binary: bool = False) -> None:
         if "%" in sqlite or "%" in (postgresql or ""):
             raise ValueError("'%' would be read as a psycopg placeholder; bind it instead")
         self.sqlite = sqlite
-        self.postgresql = (postgresql or sqlite).replace("?", "%s")
+        self.postgresql = (postgresql or sqlite).replace("?", "%b" if binary else "%s")
 
     def text_for(self, connection: Connection) -> str:
         return self.sqlite if connection.dialect.name == "sqlite" else self.postgresql

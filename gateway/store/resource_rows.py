@@ -67,13 +67,19 @@ _EXISTS = Statement(
     "SELECT 1 FROM resource WHERE resource_type = ? AND id = ? AND deleted = ?",
 )
 _BATCH = 100
-"""Ids per ``IN`` list: chunks are padded to this length, so there is one statement text."""
+"""Ids per ``IN`` list: chunks are padded to this length on SQLite, so there is one statement
+text; PostgreSQL takes each chunk as one array (sending 100 parameters cost 300 µs of CPU)."""
 _CURRENT_BATCH = Statement(
-    _JOINED + f"WHERE r.resource_type = ? AND r.id IN ({', '.join('?' * _BATCH)}) AND r.deleted = ?"
+    _JOINED
+    + f"WHERE r.resource_type = ? AND r.id IN ({', '.join('?' * _BATCH)}) AND r.deleted = ?",
+    _JOINED + "WHERE r.resource_type = ? AND r.id = ANY(?::varchar[]) AND r.deleted = ?",
+    binary=True,
 )
 _EXISTING_BATCH = Statement(
     f"SELECT id FROM resource WHERE resource_type = ? AND id IN ({', '.join('?' * _BATCH)}) "
-    "AND deleted = ?"
+    "AND deleted = ?",
+    "SELECT id FROM resource WHERE resource_type = ? AND id = ANY(?::varchar[]) AND deleted = ?",
+    binary=True,
 )
 
 
@@ -130,7 +136,9 @@ def current_many(
             row = driver.first(connection, _CURRENT, (resource_type, ids[0]))
             rows = [row] if row is not None and not row[4] else []
         else:
-            rows = driver.rows(connection, _CURRENT_BATCH, _padded(resource_type, ids))
+            rows = driver.rows(
+                connection, _CURRENT_BATCH, _batch_params(connection, resource_type, ids)
+            )
         for row in rows:
             stored = _current(row)
             found[(stored.resource_type, stored.id)] = stored
@@ -148,8 +156,11 @@ def _ids_by_type(keys: Iterable[tuple[str, str]]) -> Iterator[tuple[str, list[st
             yield resource_type, ids[start : start + _BATCH]
 
 
-def _padded(resource_type: str, ids: list[str]) -> tuple[Any, ...]:
-    """Parameters for a ``_BATCH`` statement: the ids, the last repeated to fill the list."""
+def _batch_params(connection: Connection, resource_type: str, ids: list[str]) -> tuple[Any, ...]:
+    """Parameters for a ``_BATCH`` statement: on SQLite the ids, the last repeated to fill the
+    list; on PostgreSQL the ids as one array."""
+    if connection.dialect.name != "sqlite":
+        return (resource_type, ids, False)
     return (resource_type, *ids, *[ids[-1]] * (_BATCH - len(ids)), False)
 
 
@@ -173,7 +184,9 @@ def existing_keys(connection: Connection, keys: Iterable[tuple[str, str]]) -> se
             if driver.first(connection, _EXISTS, (resource_type, ids[0], False)) is not None:
                 found.add((resource_type, ids[0]))
         else:
-            rows = driver.rows(connection, _EXISTING_BATCH, _padded(resource_type, ids))
+            rows = driver.rows(
+                connection, _EXISTING_BATCH, _batch_params(connection, resource_type, ids)
+            )
             found.update((resource_type, row[0]) for row in rows)
     return found
 

@@ -47,6 +47,41 @@ def test_create__keeps_the_clients_json_and_meta_profile(client: TestClient) -> 
     assert read["name"] == sent["name"]
 
 
+def test_create__awkward_characters_are_stored_served_and_searched_exactly(
+    client: TestClient,
+) -> None:
+    """Quotes, backslashes, braces, commas and characters beyond ASCII, in the body and in its
+    index rows (which travel to PostgreSQL as arrays, where each of these needs care)."""
+    family = 'O\'Brien-"Zoë" {née, \\Å} 😀'
+    system, value = "urn:x\\y", 'a"b,c{d}'
+    sent = _patient(
+        name=[{"family": family, "given": ["Ana,María", "}{"]}],
+        identifier=[{"system": system, "value": value}],
+    )
+    created = client.post("/fhir/Patient", json=sent, headers=as_org(HOSPITAL))
+    assert created.status_code == 201, created.text
+    read = client.get(f"/fhir/Patient/{created.json()['id']}", headers=as_org(HOSPITAL))
+    assert read.content == created.content
+    assert read.json()["name"] == sent["name"]
+    assert read.json()["identifier"] == sent["identifier"]
+    for query in (  # search values escaped as search.html#escaping says
+        {"family:exact": _escaped(family)},
+        {"given": _escaped("Ana,María")},
+        {"identifier": f"{_escaped(system)}|{_escaped(value)}"},
+    ):
+        found = client.get("/fhir/Patient", params=query, headers=as_org(HOSPITAL))
+        assert found.status_code == 200, (query, found.text)
+        assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [
+            created.json()["id"]
+        ], query
+
+
+def _escaped(value: str) -> str:
+    for special in ("\\", ",", "|", "$"):
+        value = value.replace(special, "\\" + special)
+    return value
+
+
 def test_read__unknown_id_is_404_operation_outcome(client: TestClient) -> None:
     response = client.get("/fhir/Patient/nope", headers=as_org(HOSPITAL))
     assert response.status_code == 404
