@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from conformance.access import AccessContext, Letter
@@ -43,7 +43,8 @@ from gateway.fhir.reference_integrity import local_targets, verify_targets_exist
 from gateway.fhir.stored_body import content_of, stored_body
 from gateway.fhir.task_workflow import TaskWorkflow
 from gateway.fhir.write_context import TaskWrite, WriteContext
-from gateway.store import prebuilt_searches, resource_rows, search_query
+from gateway.store import driver, prebuilt_searches, resource_rows, search_query
+from gateway.store.driver import Statement
 from gateway.store.engine import is_sqlite, read_transaction, when_committed, write_transaction
 from gateway.store.resource_rows import StoredVersion
 from gateway.store.write_batches import WriteBatcher
@@ -59,6 +60,10 @@ before the task listeners: what it writes commits or rolls back with them, and r
 ``GatewayError`` refuses the whole write."""
 
 _WRITE_ATTEMPTS = 3
+_SERIALISE_CONDITIONAL_CREATES = Statement("SELECT pg_advisory_xact_lock(?::bigint)")
+"""PostgreSQL only; a referral's conditional create of its Patient takes it first in its
+transaction. Through SQLAlchemy's execution layer it cost 123–133 µs of CPU, straight to the
+driver 108 (both with the BEGIN psycopg sends ahead of it)."""
 _HISTORY_IGNORED = ("Provenance", "AuditEvent")
 
 
@@ -414,7 +419,7 @@ class FhirService:
         if not is_sqlite(connection):  # serialise identical conditional creates
             digest = hashlib.sha256(f"{resource_type}?{query}".encode()).digest()
             key = int.from_bytes(digest[:8], "big", signed=True)
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            driver.first(connection, _SERIALISE_CONDITIONAL_CREATES, (key,))
         matches = prebuilt_searches.find_matches(connection, request)
         if len(matches) > 1:
             raise MultipleMatches("If-None-Exist matches more than one resource")
