@@ -195,11 +195,21 @@ def _prebuilt(shape: _Shape, *, counting: bool) -> _Prebuilt | None:
             sources.append((by_stand_in[value_given], None))
         elif isinstance(value_given, str) and "\x00stand-in" in value_given:
             return None  # a stand-in the query changed: only the general path knows how
+        elif isinstance(value_given, int) and _near_a_stand_in(value_given):
+            return None  # a number worked out from one (a page of count + 1, say): the same
         else:
             sources.append((None, value_given))
     if {name for name, _ in sources} - {None} != _names(shape, counting=counting):
         return None  # a value written into the SQL text, or never used: not a shape of ours
     return _Prebuilt(Statement(str(compiled)), tuple(sources))
+
+
+def _near_a_stand_in(number: int) -> bool:
+    return any(
+        abs(number - stand_in) < 1_000_000
+        for stand_in in _STAND_INS.values()
+        if isinstance(stand_in, int)
+    )
 
 
 def _names(shape: _Shape, *, counting: bool) -> set[str]:

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from conformance.access import AccessContext
 from conformance.search_index import TOKEN_INDEX_LENGTH
+from conformance.search_parameters import SEARCH_PARAMETERS
 from conformance.search_request import SearchRequest
 from gateway.access.policy import AccessFilter
 from gateway.app import create_app
@@ -15,6 +16,7 @@ from gateway.fhir.service import FhirService
 from gateway.settings import Settings
 from gateway.store import prebuilt_searches, search_query
 from gateway.store.engine import read_transaction
+from gateway.store.prebuilt_searches import _prebuilt, _Shape
 from gateway.store.resource_rows import StoredVersion
 from tests.builders import CBO, HOSPITAL, OTHER_CBO
 
@@ -195,3 +197,12 @@ def test_a_scope_with_criteria_of_its_own_is_left_to_the_general_query(
     assert prebuilt is None
     assert counted(service, "subject=Patient/p1", "Observation", access) == (None, 5)
     assert [match.id for match in general] == ["o0", "o1", "o2", "o3", "o4"]
+
+
+def test_a_shape_whose_query_would_change_a_value_is_never_prebuilt() -> None:
+    """The guard behind every prebuilt shape: a query built from stand-ins that cuts, escapes
+    or wraps one of them (here a string search's LIKE pattern) is refused, not compiled."""
+    [name] = [p for p in SEARCH_PARAMETERS["Patient"] if p.code == "name"]
+    shape = _Shape("sqlite", "Patient", name, False, False, None, True, organization=False)
+    assert _prebuilt(shape, counting=False) is None
+    assert _prebuilt(shape, counting=True) is None
