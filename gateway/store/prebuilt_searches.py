@@ -1,8 +1,9 @@
 """The commonest searches through statements compiled once per shape, run by the driver.
 
-Most searches name one token (``Patient?identifier=system|code``) or one reference
-(``Observation?subject=Patient/1``), in the default order, by an organization or by anyone.
-Building such a search's query and SQLAlchemy's cache key for it cost more than running it.
+Most searches name a token (``Patient?identifier=system|code``) or a reference
+(``Observation?subject=Patient/1``), or a few of them (``Task?patient=…&status=…``), in the
+default order, by an organization or by anyone. Building such a search's query and
+SQLAlchemy's cache key for it cost more than running it.
 Here ``search_query.page_query`` (``count_query`` for a total) itself builds each shape's
 query once, from stand-in values; once compiled, the statement runs with the request's own
 values put where the stand-ins were. A shape whose SQL would use a value other than as given
@@ -27,17 +28,24 @@ from gateway.store.task_inbox import inbox_range
 
 
 @dataclass(frozen=True)
+class _CriterionShape:
+    """One criterion of a prebuilt shape: its parameter and which of its values it gives."""
+
+    parameter: SearchParameter
+    code_given: bool = False
+    system_given: bool = False
+    target_type: str | None = None
+    local: bool = True
+    """A reference to this server's own resources (``target_base`` empty)."""
+
+
+@dataclass(frozen=True)
 class _Shape:
     """Everything a prebuilt search's SQL depends on; the rest are its values."""
 
     dialect: str
     resource_type: str
-    parameter: SearchParameter
-    code_given: bool
-    system_given: bool
-    target_type: str | None
-    local: bool
-    """A reference to this server's own resources (``target_base`` empty)."""
+    criteria: tuple[_CriterionShape, ...]
     organization: bool
     """Only what the organization bound as ``visible_to`` sees."""
 
@@ -49,17 +57,16 @@ class _Prebuilt:
     """Per placeholder: the name of the request's value it takes, or (None, a constant)."""
 
 
-_CODE, _SYSTEM, _TARGET_ID, _TARGET_BASE = "code", "system", "target_id", "target_base"
+MAX_CRITERIA = 3
+"""More criteria than this go to the general query: each combination is a shape of its own."""
 _COUNT, _OFFSET = "count", "offset"
-_STAND_INS: dict[str, Any] = {
-    _CODE: "\x00stand-in code\x00",
-    _SYSTEM: "\x00stand-in system\x00",
-    _TARGET_ID: "\x00stand-in target id\x00",
-    _TARGET_BASE: "\x00stand-in target base\x00",
-    VISIBLE_TO: "\x00stand-in organization\x00",
-    _COUNT: 987_654_321,
-    _OFFSET: 987_654_323,
-}
+_NUMBER_STAND_INS = {_COUNT: 987_654_321, _OFFSET: 987_654_323}
+_STAND_IN_MARK = "\x00stand-in"
+
+
+def _stand_in(name: str) -> Any:
+    """The value ``page_query`` is given for the value called ``name``."""
+    return _NUMBER_STAND_INS.get(name, f"{_STAND_IN_MARK} {name}\x00")
 
 
 def find_matches(
@@ -118,40 +125,52 @@ def _shape_of(
     request: SearchRequest, access: AccessFilter | None, dialect: str
 ) -> tuple[_Shape, dict[str, Any]] | None:
     """The request's shape and values, if it is one of the prebuilt kinds."""
-    if request.sort or len(request.criteria) != 1:
+    if request.sort or not 0 < len(request.criteria) <= MAX_CRITERIA:
         return None
     if access is not None and access.groups is not None:
         return None  # a scope's own criteria: any number of shapes
     if inbox_range(request.resource_type, request.criteria) is not None:
         return None  # a Task inbox: task_party's rows decide it
-    [criterion] = request.criteria
-    if criterion.modifier is not None or len(criterion.values) != 1:
-        return None
     organization = access.organization if access is not None else None
     values: dict[str, Any] = {_COUNT: request.count, _OFFSET: request.offset}
     if organization is not None:
         values[VISIBLE_TO] = organization
+    criteria = []
+    for position, criterion in enumerate(request.criteria):
+        shape = _criterion_shape(criterion, position, values)
+        if shape is None:
+            return None
+        criteria.append(shape)
+    return _Shape(dialect, request.resource_type, tuple(criteria), organization is not None), values
+
+
+def _criterion_shape(
+    criterion: Criterion, position: int, values: dict[str, Any]
+) -> _CriterionShape | None:
+    """The criterion's shape, its values added to ``values``; None if it is not prebuilt."""
+    if criterion.modifier is not None or len(criterion.values) != 1:
+        return None
     [value] = criterion.values
-    shape = functools.partial(
-        _Shape,
-        dialect,
-        request.resource_type,
-        criterion.parameter,
-        organization=organization is not None,
-    )
-    if criterion.parameter.type == "token" and isinstance(value, TokenQuery):
-        given = {_CODE: value.code, _SYSTEM: value.system}
+    parameter = criterion.parameter
+    if parameter.type == "token" and isinstance(value, TokenQuery):
+        given = {_name(position, "code"): value.code, _name(position, "system"): value.system}
         if any(v is not None and len(v) > TOKEN_INDEX_LENGTH for v in given.values()):
             return None  # the index keeps a prefix; the general query cuts the value to it
         values.update((k, v) for k, v in given.items() if v is not None)
-        return shape(value.code is not None, value.system is not None, None, False), values
-    if criterion.parameter.type == "reference" and isinstance(value, ReferenceQuery):
-        values[_TARGET_ID] = value.target_id
+        return _CriterionShape(
+            parameter, code_given=value.code is not None, system_given=value.system is not None
+        )
+    if parameter.type == "reference" and isinstance(value, ReferenceQuery):
+        values[_name(position, "target_id")] = value.target_id
         local = not value.target_base
         if not local:
-            values[_TARGET_BASE] = value.target_base
-        return shape(False, False, value.target_type, local), values
+            values[_name(position, "target_base")] = value.target_base
+        return _CriterionShape(parameter, target_type=value.target_type, local=local)
     return None
+
+
+def _name(position: int, field: str) -> str:
+    return f"{position}:{field}"
 
 
 @functools.lru_cache(maxsize=512)
@@ -159,26 +178,17 @@ def _prebuilt(shape: _Shape, *, counting: bool) -> _Prebuilt | None:
     """The shape's page (or count) statement, built by ``page_query`` (``count_query``) from
     stand-ins; None if its SQL would use a value other than as given (cut, escaped, looked
     at)."""
-    parameter = shape.parameter
-    value: TokenQuery | ReferenceQuery
-    if parameter.type == "token":
-        value = TokenQuery(
-            system=_STAND_INS[_SYSTEM] if shape.system_given else None,
-            code=_STAND_INS[_CODE] if shape.code_given else None,
-        )
-    else:
-        value = ReferenceQuery(
-            target_type=shape.target_type,
-            target_id=_STAND_INS[_TARGET_ID],
-            target_base="" if shape.local else _STAND_INS[_TARGET_BASE],
-        )
+    criteria = [
+        Criterion(criterion.parameter, None, (_stand_in_value(position, criterion),))
+        for position, criterion in enumerate(shape.criteria)
+    ]
     request = SearchRequest(
         shape.resource_type,
-        [Criterion(parameter, None, (value,))],
-        count=_STAND_INS[_COUNT],
-        offset=_STAND_INS[_OFFSET],
+        criteria,
+        count=_stand_in(_COUNT),
+        offset=_stand_in(_OFFSET),
     )
-    organization = _STAND_INS[VISIBLE_TO] if shape.organization else None
+    organization = _stand_in(VISIBLE_TO) if shape.organization else None
     access = AccessFilter(shape.resource_type, None, organization)
     query, bound = (
         count_query(request, access)
@@ -187,40 +197,52 @@ def _prebuilt(shape: _Shape, *, counting: bool) -> _Prebuilt | None:
     )
     compiled = query.compile(dialect=QMARK_DIALECTS[shape.dialect])
     given = {**compiled.params, **bound}
-    by_stand_in = {v: k for k, v in _STAND_INS.items()}
+    by_stand_in = {_stand_in(name): name for name in _value_names(shape)}
     sources: list[tuple[str | None, Any]] = []
     for name in compiled.positiontup or ():
         value_given = given[name]
         if isinstance(value_given, (str, int)) and value_given in by_stand_in:
             sources.append((by_stand_in[value_given], None))
-        elif isinstance(value_given, str) and "\x00stand-in" in value_given:
+        elif isinstance(value_given, str) and _STAND_IN_MARK in value_given:
             return None  # a stand-in the query changed: only the general path knows how
         elif isinstance(value_given, int) and _near_a_stand_in(value_given):
             return None  # a number worked out from one (a page of count + 1, say): the same
         else:
             sources.append((None, value_given))
-    if {name for name, _ in sources} - {None} != _names(shape, counting=counting):
+    used = {name for name, _ in sources} - {None}
+    if used != set(_value_names(shape)) - ({_COUNT, _OFFSET} if counting else set()):
         return None  # a value written into the SQL text, or never used: not a shape of ours
     return _Prebuilt(Statement(str(compiled)), tuple(sources))
 
 
-def _near_a_stand_in(number: int) -> bool:
-    return any(
-        abs(number - stand_in) < 1_000_000
-        for stand_in in _STAND_INS.values()
-        if isinstance(stand_in, int)
+def _stand_in_value(position: int, criterion: _CriterionShape) -> TokenQuery | ReferenceQuery:
+    """The criterion's value as ``page_query`` is given it, stand-ins in place of its own."""
+    if criterion.parameter.type == "token":
+        return TokenQuery(
+            system=_stand_in(_name(position, "system")) if criterion.system_given else None,
+            code=_stand_in(_name(position, "code")) if criterion.code_given else None,
+        )
+    return ReferenceQuery(
+        target_type=criterion.target_type,
+        target_id=_stand_in(_name(position, "target_id")),
+        target_base="" if criterion.local else _stand_in(_name(position, "target_base")),
     )
 
 
-def _names(shape: _Shape, *, counting: bool) -> set[str]:
-    """The values a request of ``shape`` has (``_shape_of``'s keys) that its statement uses:
-    a count has no page to take."""
-    names = set() if counting else {_COUNT, _OFFSET}
+def _value_names(shape: _Shape) -> list[str]:
+    """Every value a request of ``shape`` has (``_shape_of``'s keys)."""
+    names = [_COUNT, _OFFSET]
     if shape.organization:
-        names.add(VISIBLE_TO)
-    if shape.parameter.type == "token":
-        names |= {_CODE} if shape.code_given else set()
-        names |= {_SYSTEM} if shape.system_given else set()
-    else:
-        names |= {_TARGET_ID} | (set() if shape.local else {_TARGET_BASE})
+        names.append(VISIBLE_TO)
+    for position, criterion in enumerate(shape.criteria):
+        if criterion.parameter.type == "token":
+            names += [_name(position, "code")] if criterion.code_given else []
+            names += [_name(position, "system")] if criterion.system_given else []
+        else:
+            names.append(_name(position, "target_id"))
+            names += [] if criterion.local else [_name(position, "target_base")]
     return names
+
+
+def _near_a_stand_in(number: int) -> bool:
+    return any(abs(number - stand_in) < 1_000_000 for stand_in in _NUMBER_STAND_INS.values())

@@ -16,7 +16,7 @@ from gateway.fhir.service import FhirService
 from gateway.settings import Settings
 from gateway.store import prebuilt_searches, search_query
 from gateway.store.engine import read_transaction
-from gateway.store.prebuilt_searches import _prebuilt, _Shape
+from gateway.store.prebuilt_searches import _CriterionShape, _prebuilt, _Shape
 from gateway.store.resource_rows import StoredVersion
 from tests.builders import CBO, HOSPITAL, OTHER_CBO
 
@@ -94,6 +94,10 @@ PREBUILT = [
     ("Observation", "subject=Patient/p1&_count=2&_offset=6"),
     ("Observation", "subject=Patient/p4"),
     ("Observation", f"code={LOINC}|88122-7"),
+    ("Observation", f"subject=Patient/p1&code={LOINC}|88122-7&_count=3&_offset=1"),
+    ("Observation", f"code={LOINC}|&patient=Patient/p4"),
+    ("Patient", f"identifier={MRN}|1001&identifier=1001"),
+    ("Patient", f"identifier={MRN}|1001&identifier={MRN}|1002"),
 ]
 
 
@@ -152,6 +156,8 @@ def test_a_prebuilt_search_finds_what_the_general_query_finds(
         ("Observation", "subject=Patient/p1&_count=2&_offset=2", "hospital", ["o2", "o3"]),
         ("Observation", "subject=Patient/p1", "cbo", ["o-cbo"]),
         ("Observation", f"subject={EXTERNAL_PATIENT}", "anyone", ["o-ext"]),
+        ("Patient", f"identifier={MRN}|1001&identifier=|1001", "anyone", ["p4"]),
+        ("Observation", "subject=Patient/p1&patient=Patient/p1&_count=2", "hospital", ["o0", "o1"]),
     ],
 )
 def test_a_prebuilt_search_finds_the_resources_its_caller_may_see(
@@ -171,7 +177,8 @@ def test_a_prebuilt_search_finds_the_resources_its_caller_may_see(
     ("resource_type", "query", "access"),
     [
         ("Patient", f"identifier={MRN}|1001&_sort=-_lastUpdated", None),
-        ("Patient", f"identifier={MRN}|1001&identifier={MRN}|1002", None),
+        ("Patient", "identifier=1001&identifier=1001&identifier=1001&identifier=1001", None),
+        ("Patient", f"identifier={MRN}|1001&name=Rivera", None),
         ("Patient", f"identifier={MRN}|1001,{MRN}|1002", None),
         ("Patient", "identifier:missing=false", None),
         ("Patient", "name=Rivera", None),
@@ -203,6 +210,6 @@ def test_a_shape_whose_query_would_change_a_value_is_never_prebuilt() -> None:
     """The guard behind every prebuilt shape: a query built from stand-ins that cuts, escapes
     or wraps one of them (here a string search's LIKE pattern) is refused, not compiled."""
     [name] = [p for p in SEARCH_PARAMETERS["Patient"] if p.code == "name"]
-    shape = _Shape("sqlite", "Patient", name, False, False, None, True, organization=False)
+    shape = _Shape("sqlite", "Patient", (_CriterionShape(name),), organization=False)
     assert _prebuilt(shape, counting=False) is None
     assert _prebuilt(shape, counting=True) is None
