@@ -5,9 +5,8 @@ every request runs. SQLAlchemy's execution layer adds about 35–40 µs to each 
 
 They run in the connection's own transaction and fail with SQLAlchemy's exception types
 (``IntegrityError`` and the rest), parameters hidden, so callers handle them as before. On
-PostgreSQL they are prepared on first use: their text never varies (the prebuilt searches'
-text is one per shape), unlike the searches built for each request, which stay unprepared
-(``engine.py``).
+PostgreSQL they are prepared on first use, as their text never varies; searches, even the
+prebuilt ones, stay unprepared (``Statement.prepare``, ``engine.py``).
 """
 
 from collections.abc import Iterable, Sequence
@@ -25,15 +24,27 @@ class Statement:
 
     ``binary``: PostgreSQL gets the parameters in binary form (psycopg's ``%b``). For arrays
     that saves escaping each element: a referral's five JSON bodies as one ``text[]`` took
-    355 µs of CPU to send as text and 40 µs in binary."""
+    355 µs of CPU to send as text and 40 µs in binary.
 
-    __slots__ = ("postgresql", "sqlite")
+    ``prepare``: a named prepared statement on PostgreSQL. A search must not be one: after a
+    few runs PostgreSQL plans it once for all values, blind to how many rows each matches
+    (``engine.py``)."""
 
-    def __init__(self, sqlite: str, postgresql: str | None = None, *, binary: bool = False) -> None:
+    __slots__ = ("postgresql", "prepare", "sqlite")
+
+    def __init__(
+        self,
+        sqlite: str,
+        postgresql: str | None = None,
+        *,
+        binary: bool = False,
+        prepare: bool = True,
+    ) -> None:
         if "%" in sqlite or "%" in (postgresql or ""):
             raise ValueError("'%' would be read as a psycopg placeholder; bind it instead")
         self.sqlite = sqlite
         self.postgresql = (postgresql or sqlite).replace("?", "%b" if binary else "%s")
+        self.prepare = prepare
 
     def text_for(self, connection: Connection) -> str:
         return self.sqlite if connection.dialect.name == "sqlite" else self.postgresql
@@ -89,7 +100,8 @@ def _run(connection: Connection, statement: Statement, params: Any, *, many: boo
         elif dialect.name == "sqlite":
             cursor.execute(text, params)
         else:
-            cast(Any, cursor).execute(text, params, prepare=True)  # psycopg's own argument
+            # psycopg's own argument
+            cast(Any, cursor).execute(text, params, prepare=statement.prepare)
     except dialect.loaded_dbapi.Error as error:
         cursor.close()
         if dialect.is_disconnect(error, fairy.dbapi_connection, cursor):

@@ -212,7 +212,8 @@ def _prebuilt(shape: _Shape, *, counting: bool) -> _Prebuilt | None:
     used = {name for name, _ in sources} - {None}
     if used != set(_value_names(shape)) - ({_COUNT, _OFFSET} if counting else set()):
         return None  # a value written into the SQL text, or never used: not a shape of ours
-    return _Prebuilt(Statement(str(compiled)), tuple(sources))
+    # unprepared on PostgreSQL: planned for each request's own values, as the general query is
+    return _Prebuilt(Statement(str(compiled), prepare=False), tuple(sources))
 
 
 def _stand_in_value(position: int, criterion: _CriterionShape) -> TokenQuery | ReferenceQuery:
