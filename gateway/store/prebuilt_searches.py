@@ -210,7 +210,10 @@ def _prebuilt(shape: _Shape, *, counting: bool) -> _Prebuilt | None:
         else:
             sources.append((None, value_given))
     used = {name for name, _ in sources} - {None}
-    if used != set(_value_names(shape)) - ({_COUNT, _OFFSET} if counting else set()):
+    expected = set(_value_names(shape)) - ({_COUNT, _OFFSET} if counting else set())
+    if VISIBLE_TO not in used:
+        expected.discard(VISIBLE_TO)  # a type every organization sees: one SQL for them all
+    if used != expected or _STAND_IN_MARK in str(compiled):
         return None  # a value written into the SQL text, or never used: not a shape of ours
     # unprepared on PostgreSQL: planned for each request's own values, as the general query is
     return _Prebuilt(Statement(str(compiled), prepare=False), tuple(sources))

@@ -23,6 +23,7 @@ from tests.builders import CBO, HOSPITAL, OTHER_CBO
 MRN = "http://mercyhospital.example.org/identifiers/mrn"
 EXTERNAL_PATIENT = "https://ehr.example.org/fhir/Patient/p1"
 LOINC = "http://loinc.org"
+NPI = "http://hl7.org/fhir/sid/us-npi"
 
 
 @pytest.fixture
@@ -40,6 +41,8 @@ def service(settings: Settings, engine: Engine) -> FhirService:
     fhir.update(hospital, "Observation", "o-ext", observation("o-ext", EXTERNAL_PATIENT))
     fhir.update(cbo, "Observation", "o-cbo", observation("o-cbo", "Patient/p1"))
     fhir.update(cbo, "Observation", "o-p4", observation("o-p4", "Patient/p4"))
+    fhir.update(hospital, "Organization", "org-1", organization("org-1", "1234567890"))
+    fhir.update(cbo, "Organization", "org-2", organization("org-2", "1234567890"))
     return fhir
 
 
@@ -55,6 +58,16 @@ def patient(patient_id: str, *identifiers: tuple[str | None, str]) -> dict[str, 
             {"value": value} if system is None else {"system": system, "value": value}
             for system, value in identifiers
         ],
+    }
+
+
+def organization(organization_id: str, npi: str) -> dict[str, Any]:
+    """Organizations are seen by every organization (a shared directory)."""
+    return {
+        "resourceType": "Organization",
+        "id": organization_id,
+        "identifier": [{"system": NPI, "value": npi}],
+        "name": f"Organization {organization_id}",
     }
 
 
@@ -98,6 +111,7 @@ PREBUILT = [
     ("Observation", f"code={LOINC}|&patient=Patient/p4"),
     ("Patient", f"identifier={MRN}|1001&identifier=1001"),
     ("Patient", f"identifier={MRN}|1001&identifier={MRN}|1002"),
+    ("Organization", f"identifier={NPI}|1234567890"),
 ]
 
 
@@ -158,6 +172,7 @@ def test_a_prebuilt_search_finds_what_the_general_query_finds(
         ("Observation", f"subject={EXTERNAL_PATIENT}", "anyone", ["o-ext"]),
         ("Patient", f"identifier={MRN}|1001&identifier=|1001", "anyone", ["p4"]),
         ("Observation", "subject=Patient/p1&patient=Patient/p1&_count=2", "hospital", ["o0", "o1"]),
+        ("Organization", f"identifier={NPI}|1234567890", "other cbo", ["org-1", "org-2"]),
     ],
 )
 def test_a_prebuilt_search_finds_the_resources_its_caller_may_see(
